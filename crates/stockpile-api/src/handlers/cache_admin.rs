@@ -1,0 +1,138 @@
+//! Cache administration: a public status and three admin operations. Keys and patterns are
+//! relative to the configured prefix; the cache adapter keeps every operation inside it.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use stockpile_application::metrics::CacheEvent;
+use stockpile_application::ports::CacheStatus;
+use utoipa::ToSchema;
+
+use crate::auth::Admin;
+use crate::body::read_json;
+use crate::problem::{ApiError, Problem};
+use crate::ApiState;
+
+/// The cache's state and this process's counters since it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CacheStatusView {
+    #[serde(flatten)]
+    pub status: CacheStatus,
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads the cache could not answer.
+    pub misses: u64,
+    /// Cache operations that failed.
+    pub errors: u64,
+}
+
+/// The body of `POST /api/cache/invalidate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateBody {
+    /// A Redis glob pattern (`*`, `?`, `[...]`), 1–256 characters, relative to the prefix.
+    #[schema(example = "stocks:list:*", min_length = 1, max_length = 256)]
+    pub pattern: String,
+}
+
+/// How many keys an operation removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: u64,
+}
+
+/// Where the cache stands and how it has served.
+#[utoipa::path(
+    get,
+    path = "/api/cache/status",
+    tag = "cache",
+    operation_id = "get_cache_status",
+    responses((status = 200, description = "The cache status.", body = CacheStatusView))
+)]
+pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
+    let metrics = state.service.cache_metrics();
+    let view = CacheStatusView {
+        status: state.service.cache_status().await,
+        hits: metrics.total(CacheEvent::Hit),
+        misses: metrics.total(CacheEvent::Miss),
+        errors: metrics.total(CacheEvent::Error),
+    };
+    HttpResponse::Ok().json(view)
+}
+
+/// Removes every key matching a pattern.
+#[utoipa::path(
+    post,
+    path = "/api/cache/invalidate",
+    tag = "cache",
+    operation_id = "invalidate_cache",
+    security(("admin_token" = [])),
+    request_body(content = InvalidateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The matching keys were removed.", body = Deleted),
+        (status = 400, description = "Malformed JSON, unknown field, or a pattern not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn invalidate(
+    _admin: Admin,
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json::<InvalidateBody>(&req, payload).await?;
+    let deleted = state.service.invalidate_cache(body.pattern).await?;
+    Ok(HttpResponse::Ok().json(Deleted { deleted }))
+}
+
+/// Removes one key.
+#[utoipa::path(
+    delete,
+    path = "/api/cache/key/{key}",
+    tag = "cache",
+    operation_id = "delete_cache_key",
+    security(("admin_token" = [])),
+    params(("key" = String, Path, description = "The key, relative to the prefix.", example = "stocks:detail:AAPL")),
+    responses(
+        (status = 204, description = "The key was removed."),
+        (status = 400, description = "A key not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "There was no such key.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_key(
+    _admin: Admin,
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let key = req.match_info().query("key").to_owned();
+    if state.service.delete_cache_key(key.clone()).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!("there is no cache key '{key}'")))
+    }
+}
+
+/// Removes every key under the prefix (never anything else).
+#[utoipa::path(
+    delete,
+    path = "/api/cache",
+    tag = "cache",
+    operation_id = "clear_cache",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every key under the prefix was removed.", body = Deleted),
+        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn clear(_admin: Admin, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let deleted = state.service.clear_cache().await?;
+    Ok(HttpResponse::Ok().json(Deleted { deleted }))
+}

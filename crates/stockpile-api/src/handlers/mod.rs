@@ -1,0 +1,6 @@
+//! The request handlers, one module per section of the contract.
+
+pub mod cache_admin;
+pub mod operations;
+pub mod reads;
+pub mod writes;

@@ -1,0 +1,206 @@
+//! The cached reads (public). Each parses its input into domain values, asks the service and
+//! writes the cached body as it is.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use stockpile_application::views::{Leaderboard, PriceHistory, StockDetail, StockList, TopMovers};
+use stockpile_application::HistoryRequest;
+
+use crate::conditional::respond;
+use crate::params::{history_params, leaderboard_params, list_query, parse_ticker, top_params};
+use crate::problem::{ApiError, Problem};
+use crate::ApiState;
+
+/// Lists stocks, filtered, sorted and paged.
+#[utoipa::path(
+    get,
+    path = "/api/stocks",
+    tag = "stocks",
+    operation_id = "list_stocks",
+    params(
+        ("q" = Option<String>, Query, max_length = 64, description = "Case-insensitive substring of the ticker or name, at most 64 characters."),
+        ("sector" = Option<String>, Query, description = "Exact sector, case-insensitive."),
+        ("exchange" = Option<String>, Query, description = "Exact exchange, case-insensitive."),
+        ("sort" = Option<String>, Query, description = "Sort column; default `ticker`.", example = "ticker"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc`.", example = "asc"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number; default 1."),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page, 1–200; default 50."),
+    ),
+    responses(
+        (status = 200, description = "One page of stocks.", body = StockList, headers(
+            ("X-Cache" = String, description = "HIT, MISS, BYPASS or STALE."),
+            ("ETag" = String, description = "Strong validator of the body."),
+            ("Cache-Control" = String, description = "`public, max-age=N`, `no-cache` on BYPASS, `max-age=0` on STALE."),
+            ("Age" = Option<u64>, description = "Seconds since the entry was stored; STALE only."),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "A known parameter has a bad value.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable and nothing cached could stand in.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_stocks(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = list_query(req.query_string())?;
+    Ok(respond(&req, state.service.list_stocks(query).await?))
+}
+
+/// The same list as `/api/stocks`, answered at the trailing-slash spelling.
+#[utoipa::path(
+    get,
+    path = "/api/stocks/",
+    tag = "stocks",
+    operation_id = "list_stocks_trailing_slash",
+    params(
+        ("q" = Option<String>, Query, max_length = 64),
+        ("sector" = Option<String>, Query),
+        ("exchange" = Option<String>, Query),
+        ("sort" = Option<String>, Query),
+        ("order" = Option<String>, Query),
+        ("page" = Option<u32>, Query, minimum = 1),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 200),
+    ),
+    responses(
+        (status = 200, description = "One page of stocks; see `GET /api/stocks`.", body = StockList),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "A known parameter has a bad value.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_stocks_trailing_slash(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    list_stocks(state, req).await
+}
+
+/// One stock with its latest quote and trailing statistics.
+#[utoipa::path(
+    get,
+    path = "/api/stocks/{ticker}",
+    tag = "stocks",
+    operation_id = "get_stock",
+    params(("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive (normalised to upper case).", example = "AAPL")),
+    responses(
+        (status = 200, description = "The stock.", body = StockDetail, headers(
+            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "The ticker is malformed.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stock_detail(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let ticker = parse_ticker(req.match_info().query("ticker"))?;
+    Ok(respond(&req, state.service.stock_detail(ticker).await?))
+}
+
+/// A stock's daily, weekly or monthly bars in a date range, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/stocks/{ticker}/history",
+    tag = "stocks",
+    operation_id = "get_price_history",
+    params(
+        ("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive.", example = "AAPL"),
+        ("from" = Option<chrono::NaiveDate>, Query, description = "First date, inclusive (YYYY-MM-DD)."),
+        ("to" = Option<chrono::NaiveDate>, Query, description = "Last date, inclusive (YYYY-MM-DD). Neither date: the year up to the latest bar."),
+        ("interval" = Option<String>, Query, description = "`1d`, `1w` or `1mo`; default `1d`.", example = "1d"),
+    ),
+    responses(
+        (status = 200, description = "The bars.", body = PriceHistory, headers(
+            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "Bad ticker, date or interval; `from` after `to`; a span over 20 years.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn price_history(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let ticker = parse_ticker(req.match_info().query("ticker"));
+    let params = history_params(req.query_string());
+    // Report a bad ticker and bad parameters together rather than one per round trip.
+    let (ticker, (from, to, interval)) = match (ticker, params) {
+        (Ok(ticker), Ok(params)) => (ticker, params),
+        (Err(ApiError::Invalid(mut a)), Err(ApiError::Invalid(mut b))) => {
+            a.append(&mut b);
+            return Err(ApiError::Invalid(a));
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let request = HistoryRequest {
+        ticker,
+        from,
+        to,
+        interval,
+    };
+    Ok(respond(&req, state.service.price_history(request).await?))
+}
+
+/// The top movers of the latest trading day.
+#[utoipa::path(
+    get,
+    path = "/api/stocks/top",
+    tag = "rankings",
+    operation_id = "get_top_movers",
+    params(
+        ("metric" = Option<String>, Query, description = "`gainers`, `losers` or `active`; default `gainers`.", example = "gainers"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100; default 10."),
+    ),
+    responses(
+        (status = 200, description = "The movers.", body = TopMovers, headers(
+            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "Bad metric or limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn top_movers(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (metric, limit) = top_params(req.query_string())?;
+    Ok(respond(
+        &req,
+        state.service.top_movers(metric, limit).await?,
+    ))
+}
+
+/// Total returns over a period, best first.
+#[utoipa::path(
+    get,
+    path = "/api/stocks/leaderboard/top",
+    tag = "rankings",
+    operation_id = "get_leaderboard",
+    params(
+        ("period" = Option<String>, Query, description = "`1w`, `1m`, `3m`, `6m`, `1y` or `ytd`; default `1m`.", example = "1m"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100; default 10."),
+        ("sector" = Option<String>, Query, description = "Exact sector, case-insensitive."),
+    ),
+    responses(
+        (status = 200, description = "The leaderboard.", body = Leaderboard, headers(
+            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "Bad period or limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn leaderboard(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (period, limit, sector) = leaderboard_params(req.query_string())?;
+    Ok(respond(
+        &req,
+        state.service.leaderboard(period, limit, sector).await?,
+    ))
+}

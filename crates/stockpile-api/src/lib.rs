@@ -1,0 +1,198 @@
+//! Stockpile's HTTP interface: actix-web handlers over [`StockService`], problem+json errors,
+//! `/metrics`, the OpenAPI document and Swagger UI.
+//!
+//! Invariants:
+//! - Every error answer is `application/problem+json`, actix's own 404/405 included
+//!   ([`middleware`] rewrites any error response that is not JSON).
+//! - Every response carries `X-Content-Type-Options: nosniff` and an `X-Request-Id`.
+//! - Cached reads write the stored body bytes as they are: no re-serialisation, so the
+//!   `ETag` always describes exactly the bytes sent.
+//! - Admin authentication runs as an extractor before anything reads the body, so 401/403
+//!   come before 413/415.
+//! - Nothing here knows about SQL or Redis; this crate depends on the application crate only.
+//!
+//! Responses are not compressed on purpose: a compressed body would need its own ETag, and
+//! the contract's ETag is the hash of the body as cached.
+
+// Unit tests may unwrap: a panic there is a failed assertion, not a crashed request.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod auth;
+mod body;
+mod conditional;
+mod handlers;
+mod http_metrics;
+mod middleware;
+mod openapi;
+mod params;
+mod problem;
+
+use std::fmt;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer, Resource, Route};
+use stockpile_application::StockService;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use auth::AdminToken;
+pub use body::MAX_BODY_BYTES;
+pub use http_metrics::HttpMetrics;
+pub use openapi::{openapi, OPENAPI_PATH};
+pub use problem::{Problem, PROBLEM_JSON};
+
+use handlers::{cache_admin, operations, reads, writes};
+
+/// What the handlers need: the use cases and, when admin endpoints are on, their token.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Arc<dyn StockService>,
+    /// `None` switches the admin endpoints off: they answer 403.
+    pub admin_token: Option<AdminToken>,
+}
+
+impl fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiState")
+            .field("admin_token", &self.admin_token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long in-flight requests get to finish after SIGINT/SIGTERM before workers stop.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// How long a client may take to send a request's head; slow-loris connections are dropped.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to shut down cleanly.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A resource answering each listed method with its route, and any other method with 405
+/// and an `Allow` header built from the same list, so the two cannot drift apart.
+fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
+    let allow = routes
+        .iter()
+        .map(|(method, _)| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let resource = routes
+        .into_iter()
+        .fold(web::resource(path), |resource, (method, route)| {
+            resource.route(route.method(method))
+        });
+    resource.default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { middleware::method_not_allowed(&req, &allow) }
+    }))
+}
+
+/// Registers every route. Fixed paths come before `/api/stocks/{ticker}` so that `top` and
+/// `leaderboard` are routes, not tickers; those two take GET only through a resource guard,
+/// so a write to `/api/stocks/top` falls through to `{ticker}` and is refused there as a
+/// reserved ticker (400) rather than answered 405.
+fn routes(cfg: &mut web::ServiceConfig) {
+    use Method as M;
+    let get_only = |path, route| resource(path, vec![(M::GET, route)]);
+    cfg.service(get_only("/health", web::to(operations::health)))
+        .service(get_only("/health/ready", web::to(operations::ready)))
+        .service(get_only("/metrics", web::to(operations::metrics)))
+        .service(get_only("/api/stocks", web::to(reads::list_stocks)))
+        .service(get_only(
+            "/api/stocks/",
+            web::to(reads::list_stocks_trailing_slash),
+        ))
+        .service(
+            web::resource("/api/stocks/top")
+                .guard(guard::Get())
+                .to(reads::top_movers),
+        )
+        .service(
+            web::resource("/api/stocks/leaderboard/top")
+                .guard(guard::Get())
+                .to(reads::leaderboard),
+        )
+        .service(resource(
+            "/api/stocks/{ticker}",
+            vec![
+                (M::GET, web::to(reads::stock_detail)),
+                (M::PUT, web::to(writes::put_stock)),
+                (M::DELETE, web::to(writes::delete_stock)),
+            ],
+        ))
+        .service(get_only(
+            "/api/stocks/{ticker}/history",
+            web::to(reads::price_history),
+        ))
+        .service(resource(
+            "/api/stocks/{ticker}/prices",
+            vec![(M::POST, web::to(writes::upload_prices))],
+        ))
+        .service(get_only(
+            "/api/cache/status",
+            web::to(cache_admin::cache_status),
+        ))
+        .service(resource(
+            "/api/cache/invalidate",
+            vec![(M::POST, web::to(cache_admin::invalidate))],
+        ))
+        .service(resource(
+            "/api/cache/key/{key}",
+            vec![(M::DELETE, web::to(cache_admin::delete_key))],
+        ))
+        .service(resource(
+            "/api/cache",
+            vec![(M::DELETE, web::to(cache_admin::clear))],
+        ))
+        .service(get_only("/docs", web::to(docs_redirect)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, openapi()));
+}
+
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// The complete application: routes, the problem+json fallback and the observing middleware.
+/// [`serve`] builds one per worker; tests drive it with `actix_web::test::init_service`.
+///
+/// `http_metrics` is shared by every worker of one server, so `/metrics` counts them all.
+pub fn app(
+    state: ApiState,
+    http_metrics: Arc<HttpMetrics>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::from(http_metrics))
+        .configure(routes)
+        .default_service(web::to(middleware::not_found))
+        .wrap(actix_web::middleware::from_fn(middleware::observe))
+}
+
+/// Starts the HTTP server on `listener` (port 0 works). The returned [`Server`] runs when
+/// awaited; it stops gracefully on SIGINT/SIGTERM, finishing the requests in flight for up
+/// to 30 seconds.
+///
+/// # Errors
+/// When the listener cannot be taken over by the server.
+pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
+    let http_metrics = Arc::new(HttpMetrics::default());
+    let server = HttpServer::new(move || app(state.clone(), Arc::clone(&http_metrics)))
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .listen(listener)?
+        .run();
+    Ok(server)
+}

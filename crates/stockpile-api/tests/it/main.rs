@@ -1,0 +1,16 @@
+//! One integration-test binary for the HTTP layer: the real routing and middleware over a
+//! `MockStockService` (or, where a value cannot be built outside the application crate, the
+//! real `Stockpile` over mock ports).
+
+// A panic in a test is a failed assertion, not a crashed request.
+#![allow(clippy::unwrap_used)]
+
+mod admin_auth;
+mod cache_admin;
+mod errors;
+mod openapi;
+mod operations;
+mod reads;
+mod server;
+mod support;
+mod writes;

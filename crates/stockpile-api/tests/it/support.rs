@@ -1,0 +1,330 @@
+//! Building the app around the real `Stockpile` service, sending requests, reading answers.
+//!
+//! The service runs over a `MockStockRepository` and a [`FakeCache`]. stockpile-application
+//! does not export its `MockStockService`, and `StockService` cannot be implemented outside
+//! that crate because `HistoryRequest` is not exported either; going through the real service
+//! also checks the handlers against the real cache-aside behaviour. A repository mock without
+//! an expectation for a method panics when that method is called, failing the test:
+//! [`untouched`] is how a test says "this input never reaches the use cases".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use stockpile_api::{app, AdminToken, ApiState, HttpMetrics};
+use stockpile_application::cache_aside::CachePolicy;
+use stockpile_application::metrics::CacheMetrics;
+use stockpile_application::ports::{
+    Cache, CacheError, CacheStatus, DetailRecord, MockCache, MockStockRepository, StockRecord,
+};
+use stockpile_application::{ServiceSettings, StockService, Stockpile};
+use stockpile_domain::{Price, PriceBar, Quote, Ticker};
+
+/// The admin token configured by [`Admin::On`].
+pub const TOKEN: &str = "integration-test-admin-token-0123456789";
+
+/// Whether the app has an admin token configured.
+#[derive(Debug, Clone, Copy)]
+pub enum Admin {
+    On,
+    Off,
+}
+
+/// How the fake cache behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Stores and serves entries.
+    Working,
+    /// Switched off: every operation says `Disabled`, so reads are `BYPASS`.
+    Off,
+    /// Unreachable: every operation fails.
+    Down,
+}
+
+/// An in-memory cache that keeps entries until deleted (freshness lives inside the entry)
+/// and counts the operations it was asked for.
+#[derive(Debug)]
+pub struct FakeCache {
+    mode: CacheMode,
+    backend: &'static str,
+    entries: Mutex<HashMap<String, Bytes>>,
+    operations: AtomicUsize,
+}
+
+impl FakeCache {
+    pub fn new(mode: CacheMode, backend: &'static str) -> Self {
+        Self {
+            mode,
+            backend,
+            entries: Mutex::default(),
+            operations: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn operations(&self) -> usize {
+        self.operations.load(Ordering::SeqCst)
+    }
+
+    pub fn insert(&self, key: &str) {
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), Bytes::from_static(b"x"));
+    }
+
+    fn check(&self) -> Result<(), CacheError> {
+        self.operations.fetch_add(1, Ordering::SeqCst);
+        match self.mode {
+            CacheMode::Working => Ok(()),
+            CacheMode::Off => Err(CacheError::Disabled),
+            CacheMode::Down => Err(CacheError::Unavailable("10.0.0.7:6379 refused".into())),
+        }
+    }
+}
+
+/// Matches the only glob shapes the tests use: an exact key, or a prefix then `*`.
+fn glob_matches(pattern: &str, key: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == pattern,
+    }
+}
+
+#[async_trait]
+impl Cache for FakeCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.check()?;
+        Ok(self.entries.lock().unwrap().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
+        self.check()?;
+        self.entries.lock().unwrap().insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        self.check()?;
+        Ok(self.entries.lock().unwrap().remove(key).is_some())
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        self.check()?;
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|key, _| !glob_matches(pattern, key));
+        Ok((before - entries.len()) as u64)
+    }
+
+    async fn clear(&self) -> Result<u64, CacheError> {
+        self.check()?;
+        let mut entries = self.entries.lock().unwrap();
+        let count = entries.len() as u64;
+        entries.clear();
+        Ok(count)
+    }
+
+    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
+        self.check()?;
+        Ok(true)
+    }
+
+    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
+        self.check()
+    }
+
+    async fn status(&self) -> CacheStatus {
+        cache_status(self.backend)
+    }
+}
+
+pub fn cache_status(backend: &str) -> CacheStatus {
+    CacheStatus {
+        enabled: backend != "none",
+        available: true,
+        backend: backend.to_owned(),
+        degraded: false,
+        key_prefix: "stockpile:".to_owned(),
+    }
+}
+
+/// The real service over `repository`, a working fake cache and the default policy.
+pub fn service(repository: MockStockRepository) -> Stockpile {
+    service_with(
+        repository,
+        Arc::new(FakeCache::new(CacheMode::Working, "memory")),
+        Arc::new(CacheMetrics::default()),
+        CachePolicy::default(),
+    )
+}
+
+pub fn service_with(
+    repository: MockStockRepository,
+    cache: Arc<FakeCache>,
+    metrics: Arc<CacheMetrics>,
+    cache_policy: CachePolicy,
+) -> Stockpile {
+    Stockpile::new(
+        Arc::new(repository),
+        cache,
+        metrics,
+        ServiceSettings { cache_policy },
+    )
+}
+
+/// A service whose repository and cache panic on any use.
+pub fn untouched() -> Stockpile {
+    Stockpile::new(
+        Arc::new(MockStockRepository::new()),
+        Arc::new(MockCache::new()),
+        Arc::new(CacheMetrics::default()),
+        ServiceSettings::default(),
+    )
+}
+
+pub fn state(service: impl StockService + 'static, admin: Admin) -> ApiState {
+    ApiState {
+        service: Arc::new(service),
+        admin_token: match admin {
+            Admin::On => Some(AdminToken::new(TOKEN.to_owned())),
+            Admin::Off => None,
+        },
+    }
+}
+
+/// The initialised app, for tests that send several requests to one instance.
+pub async fn init(
+    service: impl StockService + 'static,
+    admin: Admin,
+) -> impl Service<
+    actix_http::Request,
+    Response = ServiceResponse<impl MessageBody>,
+    Error = actix_web::Error,
+> {
+    test::init_service(app(state(service, admin), Arc::new(HttpMetrics::default()))).await
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no {name} header in {self:?}"))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Checks the answer is a problem+json of this status and returns the problem.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        assert_eq!(self.header("x-content-type-options"), "nosniff");
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert!(problem["title"].is_string(), "{problem}");
+        assert!(problem["detail"].is_string(), "{problem}");
+        assert!(problem["type"].is_string(), "{problem}");
+        problem
+    }
+
+    /// The `field`s of a validation problem (400).
+    pub fn invalid_fields(&self) -> Vec<String> {
+        let problem = self.problem(400);
+        problem["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors in {problem}"))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub async fn send_to<S, B>(app: &S, req: TestRequest) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let response = test::call_service(app, req.to_request()).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = test::read_body(response).await;
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends one request to a fresh app around `service`.
+pub async fn send(service: impl StockService + 'static, admin: Admin, req: TestRequest) -> Reply {
+    let app = init(service, admin).await;
+    send_to(&app, req).await
+}
+
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// A stock with a quote as the repository holds it.
+pub fn record(ticker: &str) -> StockRecord {
+    let price = |units| Price::from_units(units).unwrap();
+    let bar = |day, open, high, low, close, volume| {
+        PriceBar::new(
+            date(2025, 11, day),
+            price(open),
+            price(high),
+            price(low),
+            price(close),
+            volume,
+        )
+        .unwrap()
+    };
+    let latest = bar(21, 1_900_000, 1_920_000, 1_880_000, 1_910_000, 1_000);
+    let previous = bar(20, 1_850_000, 1_900_000, 1_840_000, 1_890_000, 900);
+    StockRecord {
+        ticker: Ticker::parse(ticker).unwrap(),
+        name: "Apple Inc.".to_owned(),
+        exchange: "NASDAQ".to_owned(),
+        sector: "Information Technology".to_owned(),
+        industry: None,
+        currency: "USD".to_owned(),
+        market_cap: Some(3_000_000_000_000),
+        updated_at: DateTime::<Utc>::from_timestamp(1_763_700_000, 0).unwrap(),
+        quote: Some(Quote::derive(&latest, Some(&previous))),
+    }
+}
+
+/// The detail of [`record`].
+pub fn detail_record(ticker: &str) -> DetailRecord {
+    DetailRecord {
+        stock: record(ticker),
+        fifty_two_week_high: None,
+        fifty_two_week_low: None,
+        recent_volume: (1_900, 2),
+    }
+}
+
+/// `Authorization` with the configured token.
+pub fn bearer() -> (&'static str, String) {
+    ("authorization", format!("Bearer {TOKEN}"))
+}

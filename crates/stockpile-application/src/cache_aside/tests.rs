@@ -1,0 +1,609 @@
+use std::sync::atomic::AtomicUsize;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::ports::{CacheStatus, MockCache, RepositoryError};
+
+/// A cache in a hash map, expiring nothing: enough to watch what the read path stores.
+#[derive(Default)]
+struct MapCache {
+    entries: Mutex<HashMap<String, Bytes>>,
+    puts: AtomicUsize,
+}
+
+#[async_trait]
+impl Cache for MapCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        Ok(self.entries.lock().unwrap().get(key).cloned())
+    }
+    async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.entries.lock().unwrap().insert(key.to_owned(), value);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self.entries.lock().unwrap().remove(key).is_some())
+    }
+    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        let prefix = pattern.trim_end_matches('*');
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|k, _| !k.starts_with(prefix));
+        Ok((before - entries.len()) as u64)
+    }
+    async fn clear(&self) -> Result<u64, CacheError> {
+        let mut entries = self.entries.lock().unwrap();
+        let n = entries.len() as u64;
+        entries.clear();
+        Ok(n)
+    }
+    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
+        Ok(true)
+    }
+    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
+    async fn status(&self) -> CacheStatus {
+        CacheStatus {
+            enabled: true,
+            available: true,
+            backend: "memory".into(),
+            degraded: false,
+            key_prefix: String::new(),
+        }
+    }
+}
+
+fn aside(cache: Arc<dyn Cache>) -> CacheAside {
+    CacheAside::new(
+        cache,
+        Arc::new(CacheMetrics::default()),
+        CachePolicy::default(),
+    )
+}
+
+fn body(text: &'static str) -> impl FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send {
+    move || async move { Ok(Bytes::from_static(text.as_bytes())) }.boxed()
+}
+
+#[tokio::test]
+async fn a_miss_is_stored_and_the_next_read_hits() {
+    let cache = Arc::new(MapCache::default());
+    let reads = aside(cache.clone());
+    let first = reads
+        .read(KeyFamily::Detail, "k".into(), body("{\"a\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, CacheOutcome::Miss);
+    assert!(
+        (270..=330).contains(&first.max_age),
+        "TTL 300 s ±10 %, got {}",
+        first.max_age
+    );
+    let second = reads
+        .read(KeyFamily::Detail, "k".into(), body("other"))
+        .await
+        .unwrap();
+    assert_eq!(second.outcome, CacheOutcome::Hit);
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.etag, first.etag);
+    assert_eq!(reads.metrics().count(KeyFamily::Detail, CacheEvent::Hit), 1);
+    assert_eq!(
+        reads.metrics().count(KeyFamily::Detail, CacheEvent::Miss),
+        1
+    );
+    assert_eq!(
+        reads.metrics().count(KeyFamily::Detail, CacheEvent::Load),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_entry_is_a_miss_that_is_replaced_and_counted() {
+    let cache = Arc::new(MapCache::default());
+    let reads = aside(cache.clone());
+    for garbage in [&b"not an entry"[..], b"SPE1\x00\x00", b""] {
+        cache
+            .entries
+            .lock()
+            .unwrap()
+            .insert("k".into(), Bytes::copy_from_slice(garbage));
+        let answer = reads
+            .read(KeyFamily::List, "k".into(), body("fresh"))
+            .await
+            .unwrap();
+        assert_eq!(answer.outcome, CacheOutcome::Miss);
+        assert_eq!(&answer.body[..], b"fresh");
+        assert_eq!(
+            reads
+                .read(KeyFamily::List, "k".into(), body("x"))
+                .await
+                .unwrap()
+                .outcome,
+            CacheOutcome::Hit
+        );
+    }
+    // A truncated body no longer matches its ETag.
+    let good = cache.entries.lock().unwrap().get("k").cloned().unwrap();
+    cache
+        .entries
+        .lock()
+        .unwrap()
+        .insert("k".into(), good.slice(..good.len() - 1));
+    assert_eq!(
+        reads
+            .read(KeyFamily::List, "k".into(), body("fresh"))
+            .await
+            .unwrap()
+            .outcome,
+        CacheOutcome::Miss
+    );
+    assert_eq!(reads.metrics().count(KeyFamily::List, CacheEvent::Error), 4);
+}
+
+#[tokio::test]
+async fn an_unreachable_cache_bypasses_and_counts_an_error() {
+    let mut cache = MockCache::new();
+    cache
+        .expect_get()
+        .returning(|_| Err(CacheError::Unavailable("refused".into())));
+    cache.expect_put().never();
+    let reads = aside(Arc::new(cache));
+    let answer = reads
+        .read(KeyFamily::Top, "k".into(), body("x"))
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, CacheOutcome::Bypass);
+    assert_eq!(reads.metrics().count(KeyFamily::Top, CacheEvent::Error), 1);
+    assert_eq!(reads.metrics().count(KeyFamily::Top, CacheEvent::Miss), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_cache_bypasses_without_an_error() {
+    let mut cache = MockCache::new();
+    cache.expect_get().returning(|_| Err(CacheError::Disabled));
+    cache.expect_put().never();
+    let reads = aside(Arc::new(cache));
+    let answer = reads
+        .read(KeyFamily::Top, "k".into(), body("x"))
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, CacheOutcome::Bypass);
+    assert_eq!(reads.metrics().total(CacheEvent::Error), 0);
+}
+
+#[tokio::test]
+async fn concurrent_misses_of_one_key_load_once() {
+    let cache = Arc::new(MapCache::default());
+    let reads = Arc::new(aside(cache.clone()));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (reads, loads, release) = (reads.clone(), loads.clone(), release.clone());
+        tasks.push(tokio::spawn(async move {
+            reads
+                .read(KeyFamily::Leaderboard, "cold".into(), move || {
+                    async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        release.notified().await;
+                        Ok(Bytes::from_static(b"[1]"))
+                    }
+                    .boxed()
+                })
+                .await
+        }));
+    }
+    // Let every request join before the single load finishes.
+    while reads.in_flight.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_waiters();
+    for task in tasks {
+        assert_eq!(&task.await.unwrap().unwrap().body[..], b"[1]");
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        reads
+            .metrics()
+            .count(KeyFamily::Leaderboard, CacheEvent::Load),
+        1
+    );
+    assert_eq!(cache.puts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_served_stale_when_the_database_fails() {
+    let cache = Arc::new(MapCache::default());
+    let policy = CachePolicy {
+        ttl_default: Duration::from_millis(1),
+        ..CachePolicy::default()
+    };
+    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
+    reads
+        .read(KeyFamily::Detail, "k".into(), body("old"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let answer = reads
+        .read(KeyFamily::Detail, "k".into(), || {
+            async {
+                Err(AppError::Unavailable(RepositoryError::Unavailable(
+                    "down".into(),
+                )))
+            }
+            .boxed()
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, CacheOutcome::Stale);
+    assert_eq!(&answer.body[..], b"old");
+    assert_eq!(answer.max_age, 0);
+    assert_eq!(answer.age, Some(0));
+    // Other failures are not hidden behind a stale entry.
+    let not_found = reads
+        .read(KeyFamily::Detail, "k".into(), || {
+            async { Err(AppError::NotFound("gone".into())) }.boxed()
+        })
+        .await;
+    assert!(matches!(not_found, Err(AppError::NotFound(_))));
+    // A rule the load itself finds broken stays a client error through the shared flight.
+    let invalid = reads
+        .read(KeyFamily::History, "h".into(), || {
+            async { Err(AppError::invalid("to", "too long")) }.boxed()
+        })
+        .await;
+    assert!(matches!(invalid, Err(AppError::Invalid(errors)) if errors[0].field == "to"));
+}
+
+#[tokio::test]
+async fn a_load_racing_a_write_does_not_store_its_older_result() {
+    let cache = Arc::new(MapCache::default());
+    let reads = Arc::new(aside(cache.clone()));
+    let loaded_old = Arc::new(Notify::new());
+    let write_done = Arc::new(Notify::new());
+    let reader = {
+        let (reads, loaded_old, write_done) =
+            (reads.clone(), loaded_old.clone(), write_done.clone());
+        tokio::spawn(async move {
+            reads
+                .read(KeyFamily::Detail, "stocks:detail:AAPL".into(), move || {
+                    async move {
+                        loaded_old.notify_one();
+                        // The write commits and invalidates while this load is in flight.
+                        write_done.notified().await;
+                        Ok(Bytes::from_static(b"old"))
+                    }
+                    .boxed()
+                })
+                .await
+        })
+    };
+    loaded_old.notified().await;
+    reads.begin_write();
+    reads
+        .invalidate(&["stocks:detail:AAPL".to_owned()])
+        .await
+        .unwrap();
+    write_done.notify_one();
+    assert_eq!(&reader.await.unwrap().unwrap().body[..], b"old");
+    assert!(
+        cache.entries.lock().unwrap().is_empty(),
+        "the pre-write load must not be cached"
+    );
+    let next = reads
+        .read(KeyFamily::Detail, "stocks:detail:AAPL".into(), body("new"))
+        .await
+        .unwrap();
+    assert_eq!(&next.body[..], b"new");
+}
+
+#[tokio::test]
+async fn invalidation_deletes_keys_and_patterns_and_reports_failure() {
+    let mut cache = MockCache::new();
+    cache
+        .expect_delete()
+        .withf(|k| k == "stocks:detail:AAPL")
+        .times(1)
+        .returning(|_| Ok(true));
+    cache
+        .expect_delete_matching()
+        .withf(|p| p == "stocks:list:*")
+        .times(1)
+        .returning(|_| Ok(3));
+    cache
+        .expect_delete_matching()
+        .withf(|p| p == "stocks:top:*")
+        .times(1)
+        .returning(|_| Err(CacheError::Unavailable("timeout".into())));
+    let reads = aside(Arc::new(cache));
+    let result = reads
+        .invalidate(&[
+            "stocks:detail:AAPL".into(),
+            "stocks:list:*".into(),
+            "stocks:top:*".into(),
+        ])
+        .await;
+    assert_eq!(result, Err(CacheError::Unavailable("timeout".into())));
+}
+
+#[test]
+fn etags_depend_on_the_body_alone() {
+    assert_eq!(etag_of(b"abc"), etag_of(b"abc"));
+    assert_ne!(etag_of(b"abc"), etag_of(b"abd"));
+    assert!(etag_of(b"").starts_with('"') && etag_of(b"").ends_with('"'));
+}
+
+/// A [`MapCache`] shared with other instances, as far as leases go: the lease is held by
+/// "someone else" until `held_until`, and `on_grant` runs when it is granted.
+#[derive(Default)]
+struct FleetCache {
+    map: MapCache,
+    held_until: Mutex<Option<std::time::Instant>>,
+    lease_down: bool,
+    /// Stores this entry when the lease is granted: another instance stored and released
+    /// right before.
+    stored_before_grant: Option<Bytes>,
+    tries: AtomicUsize,
+    releases: AtomicUsize,
+}
+
+#[async_trait]
+impl Cache for FleetCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.map.get(key).await
+    }
+    async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
+        self.map.put(key, value, retain_for).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        self.map.delete(key).await
+    }
+    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        self.map.delete_matching(pattern).await
+    }
+    async fn clear(&self) -> Result<u64, CacheError> {
+        self.map.clear().await
+    }
+    async fn try_lease(&self, key: &str, _ttl: Duration) -> Result<bool, CacheError> {
+        self.tries.fetch_add(1, Ordering::SeqCst);
+        if self.lease_down {
+            return Err(CacheError::Unavailable("refused".into()));
+        }
+        let held = self
+            .held_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| until > std::time::Instant::now());
+        if !held {
+            if let Some(entry) = &self.stored_before_grant {
+                self.map
+                    .entries
+                    .lock()
+                    .unwrap()
+                    .insert(key.to_owned(), entry.clone());
+            }
+        }
+        Ok(!held)
+    }
+    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn status(&self) -> CacheStatus {
+        self.map.status().await
+    }
+}
+
+/// An entry as another instance stores it: fresh for a minute.
+fn entry_of(text: &'static str) -> Bytes {
+    let now = now_ms();
+    Entry {
+        stored_at_ms: now,
+        fresh_until_ms: now + 60_000,
+        etag: etag_of(text.as_bytes()),
+        body: Bytes::from_static(text.as_bytes()),
+    }
+    .encode()
+}
+
+/// A load that counts itself.
+fn counted(
+    loads: &Arc<AtomicUsize>,
+    text: &'static str,
+) -> impl FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send {
+    let loads = loads.clone();
+    move || {
+        async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Bytes::from_static(text.as_bytes()))
+        }
+        .boxed()
+    }
+}
+
+fn held_for(duration: Duration) -> Mutex<Option<std::time::Instant>> {
+    Mutex::new(Some(std::time::Instant::now() + duration))
+}
+
+#[tokio::test]
+async fn while_another_instance_loads_its_entry_is_awaited_and_nothing_loads() {
+    let cache = Arc::new(FleetCache {
+        held_until: held_for(Duration::from_secs(60)),
+        ..FleetCache::default()
+    });
+    let reads = Arc::new(aside(cache.clone()));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let (reads, loads) = (reads.clone(), loads.clone());
+            tokio::spawn(async move {
+                reads
+                    .read(
+                        KeyFamily::Leaderboard,
+                        "cold".into(),
+                        counted(&loads, "mine"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    // The other instance stores its entry a little later.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    cache
+        .map
+        .entries
+        .lock()
+        .unwrap()
+        .insert("cold".into(), entry_of("[\"theirs\"]"));
+    for reader in readers {
+        let answer = reader.await.unwrap().unwrap();
+        assert_eq!(&answer.body[..], b"[\"theirs\"]");
+        assert_eq!(answer.etag, etag_of(b"[\"theirs\"]"));
+        assert!((50..=60).contains(&answer.max_age), "{}", answer.max_age);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(loads.load(Ordering::SeqCst), 0);
+    let metrics = reads.metrics();
+    assert_eq!(metrics.count(KeyFamily::Leaderboard, CacheEvent::Load), 0);
+    assert_eq!(cache.map.puts.load(Ordering::SeqCst), 0);
+    // One flight waited, not fifty: the lease was tried a handful of times.
+    let tries = cache.tries.load(Ordering::SeqCst);
+    assert!((1..=13).contains(&tries), "{tries} tries");
+    assert_eq!(cache.releases.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_holder_that_never_stores_costs_one_lease_lifetime_then_one_load() {
+    let cache = Arc::new(FleetCache {
+        held_until: held_for(Duration::from_secs(60)),
+        ..FleetCache::default()
+    });
+    let reads = aside(cache.clone()).with_lease_ttl(Duration::from_millis(200));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let answer = reads
+        .read(
+            KeyFamily::Leaderboard,
+            "cold".into(),
+            counted(&loads, "mine"),
+        )
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(180)..Duration::from_millis(400)).contains(&waited),
+        "{waited:?}"
+    );
+    assert_eq!(
+        (&answer.body[..], answer.outcome),
+        (&b"mine"[..], CacheOutcome::Miss)
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        reads
+            .metrics()
+            .count(KeyFamily::Leaderboard, CacheEvent::Load),
+        1
+    );
+    // Stored for the others, without a lease of its own to release.
+    assert_eq!(cache.map.puts.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.releases.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_lease_that_expires_without_an_entry_is_taken_over_and_released_after_the_load() {
+    let cache = Arc::new(FleetCache {
+        held_until: held_for(Duration::from_millis(100)),
+        ..FleetCache::default()
+    });
+    let reads = aside(cache.clone());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let answer = reads
+        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    // Well before the 2 s lease lifetime: the lease was tried again while waiting.
+    assert!(
+        (Duration::from_millis(100)..Duration::from_millis(500)).contains(&waited),
+        "{waited:?}"
+    );
+    assert_eq!(&answer.body[..], b"mine");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.releases.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        reads
+            .read(KeyFamily::Detail, "k".into(), counted(&loads, "x"))
+            .await
+            .unwrap()
+            .outcome,
+        CacheOutcome::Hit
+    );
+}
+
+#[tokio::test]
+async fn an_entry_stored_just_before_the_lease_is_granted_is_served_not_loaded_again() {
+    let cache = Arc::new(FleetCache {
+        stored_before_grant: Some(entry_of("theirs")),
+        ..FleetCache::default()
+    });
+    let reads = aside(cache.clone());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let answer = reads
+        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .await
+        .unwrap();
+    assert_eq!(&answer.body[..], b"theirs");
+    assert_eq!(loads.load(Ordering::SeqCst), 0);
+    // The lease taken for nothing is given back at once.
+    assert_eq!(cache.releases.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_lease_that_cannot_be_asked_for_means_loading_at_once() {
+    let cache = Arc::new(FleetCache {
+        lease_down: true,
+        ..FleetCache::default()
+    });
+    let reads = aside(cache.clone());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let answer = reads
+        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(&answer.body[..], b"mine");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.map.puts.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.releases.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_write_during_the_wait_ends_it_with_a_load() {
+    let cache = Arc::new(FleetCache {
+        held_until: held_for(Duration::from_secs(60)),
+        ..FleetCache::default()
+    });
+    let reads = Arc::new(aside(cache.clone()));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (reads, loads) = (reads.clone(), loads.clone());
+        tokio::spawn(async move {
+            reads
+                .read(KeyFamily::Detail, "k".into(), counted(&loads, "after"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reads.begin_write();
+    let answer = reader.await.unwrap().unwrap();
+    assert_eq!(&answer.body[..], b"after");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,75 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// What a cache reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CacheStatus {
+    /// False when caching is switched off (`CACHE_BACKEND=none`).
+    pub enabled: bool,
+    /// True while the backend serving now answers.
+    pub available: bool,
+    /// The backend serving now: `redis`, `memory` or `none`.
+    pub backend: String,
+    /// True while the configured backend is unreachable and a fallback serves.
+    pub degraded: bool,
+    /// The namespace every key lives under.
+    pub key_prefix: String,
+}
+
+/// Why a cache operation did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// Caching is switched off: nothing is stored, every read bypasses the cache.
+    #[error("caching is switched off")]
+    Disabled,
+    /// The backend did not answer in time or refused the command.
+    #[error("the cache backend is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A key-value store of serialised answers with expiry, confined to one key prefix.
+///
+/// Keys and patterns are relative to the prefix: the adapter adds it, and no operation may
+/// read, list or delete anything outside it. Patterns are Redis glob patterns.
+///
+/// # Errors
+/// - MUST return [`CacheError::Disabled`] from every operation when caching is switched off.
+/// - MUST return [`CacheError::Unavailable`] instead of waiting longer than its command timeout.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// The stored value, or `None` when there is none (or it expired).
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
+
+    /// Stores the value for `retain_for`.
+    async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError>;
+
+    /// Removes the key; true when there was one.
+    async fn delete(&self, key: &str) -> Result<bool, CacheError>;
+
+    /// Removes every key matching the pattern; returns how many.
+    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError>;
+
+    /// Removes every key under the prefix (never anything else); returns how many.
+    async fn clear(&self) -> Result<u64, CacheError>;
+
+    /// Claims, for at most `ttl`, the right to load the entry under `key` across every
+    /// instance sharing this cache: `Ok(true)` when this instance now holds the lease,
+    /// `Ok(false)` while another holds it (it will store the entry, or release the lease, or
+    /// let it expire). The lease is kept apart from the entry itself (Redis: `SET
+    /// <prefix>lease:<key> <token> NX PX <ttl>`, with a token of this cache's own).
+    ///
+    /// A cache private to one process (memory) always grants it: in-process single flight
+    /// already makes one load per key there. Callers treat an error as a granted lease
+    /// (load), never as a reason to wait.
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, CacheError>;
+
+    /// Gives up the lease on `key` if this cache still holds it; never one that expired and
+    /// was taken by another instance since. Best effort: a lease not released expires.
+    async fn release_lease(&self, key: &str) -> Result<(), CacheError>;
+
+    /// Where the cache stands now.
+    async fn status(&self) -> CacheStatus;
+}

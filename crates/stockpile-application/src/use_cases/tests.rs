@@ -1,0 +1,402 @@
+//! The use cases over mocked ports: what they ask the repository, what they store and what
+//! they invalidate.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{Days, NaiveDate, TimeZone, Utc};
+use mockall::predicate::eq;
+use stockpile_domain::{
+    Interval, ListQuery, MoverMetric, Period, Price, PriceBar, Quote, StockProfile, Ticker,
+};
+
+use crate::cache_aside::CacheOutcome;
+use crate::metrics::CacheMetrics;
+use crate::ports::{
+    CacheError, DetailRecord, MockCache, MockStockRepository, RepositoryError, StockPage,
+    StockRecord, UpsertOutcome,
+};
+use crate::service::HistoryRequest;
+use crate::{AppError, ServiceSettings, StockService, Stockpile};
+
+fn aapl() -> Ticker {
+    Ticker::parse("AAPL").unwrap()
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 11, d).unwrap()
+}
+
+fn bar(date: NaiveDate, close: i64) -> PriceBar {
+    let p = Price::from_units(close).unwrap();
+    PriceBar::new(date, p, p, p, p, 1_000).unwrap()
+}
+
+fn record() -> StockRecord {
+    StockRecord {
+        ticker: aapl(),
+        name: "Apple Inc.".into(),
+        exchange: "NASDAQ".into(),
+        sector: "Information Technology".into(),
+        industry: None,
+        currency: "USD".into(),
+        market_cap: Some(3_000_000_000_000),
+        updated_at: Utc.with_ymd_and_hms(2025, 11, 21, 22, 0, 0).unwrap(),
+        quote: Some(Quote::derive(
+            &bar(day(21), 2_000_000),
+            Some(&bar(day(20), 1_900_000)),
+        )),
+    }
+}
+
+fn detail() -> DetailRecord {
+    DetailRecord {
+        stock: record(),
+        fifty_two_week_high: None,
+        fifty_two_week_low: None,
+        recent_volume: (3_001, 2),
+    }
+}
+
+/// A cache that remembers what is put into it, and records every invalidation.
+fn recording_cache(invalidated: Arc<Mutex<Vec<String>>>) -> MockCache {
+    let stored: Arc<Mutex<std::collections::HashMap<String, Bytes>>> = Arc::default();
+    let mut cache = MockCache::new();
+    let read = stored.clone();
+    cache
+        .expect_get()
+        .returning(move |k| Ok(read.lock().unwrap().get(k).cloned()));
+    let write = stored.clone();
+    cache.expect_put().returning(move |k, v, _| {
+        write.lock().unwrap().insert(k.to_owned(), v);
+        Ok(())
+    });
+    // One process alone: the load lease is always granted.
+    cache.expect_try_lease().returning(|_, _| Ok(true));
+    cache.expect_release_lease().returning(|_| Ok(()));
+    let (a, b) = (invalidated.clone(), invalidated);
+    cache.expect_delete().returning(move |k| {
+        a.lock().unwrap().push(k.to_owned());
+        Ok(true)
+    });
+    cache.expect_delete_matching().returning(move |p| {
+        b.lock().unwrap().push(p.to_owned());
+        Ok(1)
+    });
+    cache
+}
+
+fn service(repository: MockStockRepository, cache: MockCache) -> Stockpile {
+    Stockpile::new(
+        Arc::new(repository),
+        Arc::new(cache),
+        Arc::new(CacheMetrics::default()),
+        ServiceSettings::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_detail_is_loaded_once_then_served_from_the_cache() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_detail()
+        .with(eq(aapl()))
+        .times(1)
+        .returning(|_| Ok(Some(detail())));
+    let service = service(repository, recording_cache(Arc::default()));
+    let first = service.stock_detail(aapl()).await.unwrap();
+    let second = service.stock_detail(aapl()).await.unwrap();
+    assert_eq!(
+        (first.outcome, second.outcome),
+        (CacheOutcome::Miss, CacheOutcome::Hit)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&second.body).unwrap();
+    assert_eq!(json["name"], "Apple Inc.");
+    assert_eq!(json["price"], 200.0);
+    assert_eq!(json["change"], 10.0);
+    assert_eq!(json["change_percent"], 5.26);
+    assert_eq!(json["average_volume_30d"], 1501);
+    assert_eq!(json["updated_at"], "2025-11-21T22:00:00Z");
+}
+
+#[tokio::test]
+async fn an_unknown_ticker_is_not_found_and_nothing_is_stored() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_detail().returning(|_| Ok(None));
+    let mut cache = MockCache::new();
+    cache.expect_get().returning(|_| Ok(None));
+    cache.expect_try_lease().returning(|_, _| Ok(true));
+    cache.expect_release_lease().returning(|_| Ok(()));
+    cache.expect_put().never();
+    let result = service(repository, cache).stock_detail(aapl()).await;
+    assert!(matches!(result, Err(AppError::NotFound(m)) if m.contains("AAPL")));
+}
+
+#[tokio::test]
+async fn a_database_outage_is_unavailable() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_list()
+        .returning(|_| Err(RepositoryError::Unavailable("connection refused".into())));
+    let result = service(repository, recording_cache(Arc::default()))
+        .list_stocks(ListQuery::default())
+        .await;
+    assert!(matches!(result, Err(AppError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn the_list_carries_its_paging() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_list().times(1).returning(|_| {
+        Ok(StockPage {
+            items: vec![record()],
+            total: 503,
+        })
+    });
+    let answer = service(repository, recording_cache(Arc::default()))
+        .list_stocks(ListQuery::default())
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(
+        (
+            json["page"].clone(),
+            json["page_size"].clone(),
+            json["total"].clone()
+        ),
+        (1.into(), 50.into(), 503.into())
+    );
+    assert_eq!(json["items"][0]["ticker"], "AAPL");
+}
+
+#[tokio::test]
+async fn history_rejects_a_reversed_range_before_any_lookup() {
+    let repository = MockStockRepository::new();
+    let cache = MockCache::new();
+    let request = HistoryRequest {
+        ticker: aapl(),
+        from: Some(day(21)),
+        to: Some(day(20)),
+        interval: Interval::Daily,
+    };
+    let result = service(repository, cache).price_history(request).await;
+    assert!(matches!(result, Err(AppError::Invalid(errors)) if errors[0].field == "from"));
+}
+
+#[tokio::test]
+async fn history_defaults_to_the_year_ending_at_the_latest_bar() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_latest_bar_date()
+        .returning(|_| Ok(Some(day(21))));
+    repository
+        .expect_bars()
+        .with(
+            eq(aapl()),
+            eq(NaiveDate::from_ymd_opt(2024, 11, 22).unwrap()),
+            eq(day(21)),
+        )
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(vec![
+                bar(day(17), 10_000),
+                bar(day(18), 20_000),
+                bar(day(24).min(day(21)), 30_000),
+            ])
+        });
+    let request = HistoryRequest {
+        ticker: aapl(),
+        from: None,
+        to: None,
+        interval: Interval::Weekly,
+    };
+    let answer = service(repository, recording_cache(Arc::default()))
+        .price_history(request)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(json["interval"], "1w");
+    assert_eq!(json["bars"].as_array().unwrap().len(), 1);
+    assert_eq!(json["bars"][0]["date"], "2025-11-17");
+    assert_eq!(json["bars"][0]["close"], 3.0);
+    assert_eq!(json["bars"][0]["volume"], 3_000);
+}
+
+#[tokio::test]
+async fn movers_without_any_bars_are_empty_with_a_null_date() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_latest_trading_day()
+        .returning(|| Ok(None));
+    repository.expect_movers().never();
+    let answer = service(repository, recording_cache(Arc::default()))
+        .top_movers(MoverMetric::Losers, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        &answer.body[..],
+        br#"{"metric":"losers","as_of":null,"items":[]}"#
+    );
+}
+
+#[tokio::test]
+async fn the_leaderboard_asks_from_the_period_start() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_latest_trading_day()
+        .returning(|| Ok(Some(day(21))));
+    repository
+        .expect_period_returns()
+        .with(
+            eq(day(21)),
+            eq(day(21) - Days::new(7)),
+            eq(Some("energy".to_owned())),
+        )
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    let answer = service(repository, recording_cache(Arc::default()))
+        .leaderboard(Period::OneWeek, 10, Some("energy".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        &answer.body[..],
+        br#"{"period":"1w","as_of":"2025-11-21","items":[]}"#
+    );
+}
+
+#[tokio::test]
+async fn a_profile_write_invalidates_exactly_its_entries() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_upsert_stock()
+        .times(1)
+        .returning(|_, _| Ok(UpsertOutcome::Created));
+    repository.expect_detail().returning(|_| Ok(Some(detail())));
+    let invalidated = Arc::new(Mutex::new(Vec::new()));
+    let service = service(repository, recording_cache(invalidated.clone()));
+    let profile = StockProfile::new(
+        "Apple Inc.".into(),
+        "NASDAQ".into(),
+        "Tech".into(),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    let (created, view) = service.upsert_stock(aapl(), profile).await.unwrap();
+    assert!(created);
+    assert_eq!(view.summary.ticker, "AAPL");
+    assert_eq!(
+        *invalidated.lock().unwrap(),
+        vec![
+            "stocks:detail:AAPL",
+            "stocks:list:*",
+            "stocks:top:*",
+            "leaderboard:top:*"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_price_upload_also_invalidates_the_history() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_upsert_bars()
+        .times(1)
+        .returning(|_, bars| Ok(bars.len() as u64));
+    let invalidated = Arc::new(Mutex::new(Vec::new()));
+    let service = service(repository, recording_cache(invalidated.clone()));
+    assert_eq!(
+        service
+            .upload_prices(aapl(), vec![bar(day(20), 1), bar(day(21), 2)])
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(invalidated
+        .lock()
+        .unwrap()
+        .contains(&"stocks:history:AAPL:*".to_owned()));
+    assert_eq!(invalidated.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn an_upload_with_duplicate_or_future_dates_stores_nothing() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_upsert_bars().never();
+    let service = service(repository, MockCache::new());
+    let tomorrow = Utc::now().date_naive() + Days::new(1);
+    let result = service
+        .upload_prices(
+            aapl(),
+            vec![bar(day(20), 1), bar(day(20), 2), bar(tomorrow, 3)],
+        )
+        .await;
+    let Err(AppError::Invalid(errors)) = result else {
+        panic!("expected a validation error")
+    };
+    let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec!["bars[1].date", "bars[2].date"]);
+    assert!(matches!(
+        service.upload_prices(aapl(), vec![]).await,
+        Err(AppError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn deleting_an_unknown_stock_invalidates_nothing() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_delete_stock()
+        .returning(|t| Err(RepositoryError::NotFound(t.clone())));
+    let mut cache = MockCache::new();
+    cache.expect_delete().never();
+    cache.expect_delete_matching().never();
+    let result = service(repository, cache).delete_stock(aapl()).await;
+    assert!(matches!(result, Err(AppError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn a_committed_write_succeeds_even_when_the_cache_is_unreachable() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_delete_stock().returning(|_| Ok(()));
+    let mut cache = MockCache::new();
+    cache
+        .expect_delete()
+        .returning(|_| Err(CacheError::Unavailable("timeout".into())));
+    cache
+        .expect_delete_matching()
+        .returning(|_| Err(CacheError::Unavailable("timeout".into())));
+    assert!(service(repository, cache)
+        .delete_stock(aapl())
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn cache_administration_checks_its_input_and_tolerates_a_disabled_cache() {
+    let mut cache = MockCache::new();
+    cache
+        .expect_delete_matching()
+        .returning(|_| Err(CacheError::Disabled));
+    cache
+        .expect_clear()
+        .returning(|| Err(CacheError::Unavailable("down".into())));
+    let service = service(MockStockRepository::new(), cache);
+    assert!(matches!(
+        service.invalidate_cache(String::new()).await,
+        Err(AppError::Invalid(_))
+    ));
+    assert!(matches!(
+        service.invalidate_cache("x".repeat(257)).await,
+        Err(AppError::Invalid(_))
+    ));
+    assert_eq!(
+        service.invalidate_cache("stocks:*".into()).await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        service.clear_cache().await,
+        Err(AppError::CacheUnavailable(_))
+    ));
+}

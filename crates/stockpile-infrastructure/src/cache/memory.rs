@@ -1,0 +1,197 @@
+//! The in-process cache: the backend of `CACHE_BACKEND=memory`, and the stand-in for Redis
+//! while it is unreachable.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::future::Cache as Moka;
+use moka::Expiry;
+use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+
+use super::glob::Glob;
+use super::LONGEST_TTL;
+
+/// A stored value and the moment it expires.
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    /// Kept beside the value because moka hands back an expired entry on `remove` until its
+    /// housekeeping has run; `delete` must not count such an entry as removed.
+    expires_at: Instant,
+}
+
+/// Gives each entry its own lifetime, fixed when it is stored.
+struct UntilExpiry;
+
+impl Expiry<String, Entry> for UntilExpiry {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, now: Instant) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+}
+
+/// A cache in this process's memory, bounded by bytes, with a lifetime per entry.
+///
+/// Keys are stored as given, without the prefix: the store is private to the process, so no
+/// other application's keys can be in it. The prefix is only reported in the status.
+#[derive(Clone)]
+pub struct MemoryCache {
+    entries: Moka<String, Entry>,
+    key_prefix: String,
+    /// The longest any entry lives, whatever the caller asks. Set when memory stands in for
+    /// Redis: other instances cannot reach this memory to invalidate it, so its entries must
+    /// go stale quickly (`CACHE_LOCAL_TTL`).
+    max_ttl: Option<Duration>,
+}
+
+impl std::fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("key_prefix", &self.key_prefix)
+            .field("max_ttl", &self.max_ttl)
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryCache {
+    /// The default bound on the bytes of keys and values held: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+    /// A cache holding at most `max_bytes` of keys and values; the least valuable entries are
+    /// evicted beyond that.
+    pub fn new(key_prefix: impl Into<String>, max_bytes: u64) -> Self {
+        let entries = Moka::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(UntilExpiry)
+            .build();
+        Self {
+            entries,
+            key_prefix: key_prefix.into(),
+            max_ttl: None,
+        }
+    }
+
+    /// Caps the lifetime of every entry at `max_ttl`.
+    #[must_use]
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = Some(max_ttl);
+        self
+    }
+
+    /// Applies pending evictions and expirations now. moka applies them in batches, so until
+    /// then the entry count and the bytes held may briefly exceed the bound.
+    pub async fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks().await;
+    }
+
+    /// Drops every entry without counting them; for switching between backends, where the
+    /// count does not matter and waiting for one would hold up the switch.
+    pub(crate) fn clear_now(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// Drops one entry without counting it; for the first tier, whose invalidations only
+    /// need the entry gone.
+    pub(crate) async fn forget(&self, key: &str) {
+        self.entries.invalidate(key).await;
+    }
+
+    /// Removes the keys, counting those that held a live entry.
+    async fn remove_all(&self, keys: Vec<String>) -> u64 {
+        let mut removed = 0;
+        for key in keys {
+            if self.remove_live(&key).await {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    async fn remove_live(&self, key: &str) -> bool {
+        // `remove` also hands back an entry that `invalidate_all` (`clear_now`) dropped but
+        // moka's housekeeping has not yet removed; `contains_key` knows it is gone.
+        let live = self.entries.contains_key(key);
+        self.entries
+            .remove(key)
+            .await
+            .is_some_and(|entry| live && entry.expires_at > Instant::now())
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        Ok(self.entries.get(key).await.map(|entry| entry.value))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
+        let retain_for = self
+            .max_ttl
+            .map_or(retain_for, |cap| retain_for.min(cap))
+            .min(LONGEST_TTL);
+        let expires_at = Instant::now() + retain_for;
+        self.entries
+            .insert(key.to_owned(), Entry { value, expires_at })
+            .await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self.remove_live(key).await)
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        let glob = Glob::new(pattern);
+        // Collected first: removing while iterating would skip or revisit entries.
+        let keys = self
+            .entries
+            .iter()
+            .filter(|(key, _)| glob.matches(key))
+            .map(|(key, _)| key.as_ref().clone())
+            .collect();
+        Ok(self.remove_all(keys).await)
+    }
+
+    async fn clear(&self) -> Result<u64, CacheError> {
+        let keys = self
+            .entries
+            .iter()
+            .map(|(key, _)| key.as_ref().clone())
+            .collect();
+        Ok(self.remove_all(keys).await)
+    }
+
+    /// Always granted: this memory is private to one process, where the in-process single
+    /// flight of the read path already makes one load per key.
+    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
+        Ok(true)
+    }
+
+    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    async fn status(&self) -> CacheStatus {
+        CacheStatus {
+            enabled: true,
+            available: true,
+            backend: "memory".to_owned(),
+            degraded: false,
+            key_prefix: self.key_prefix.clone(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The in-memory cache: lifetimes, the TTL cap, the byte bound and glob invalidation.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use stockpile_application::ports::Cache;
+use stockpile_infrastructure::MemoryCache;
+
+const MIB: u64 = 1024 * 1024;
+
+fn cache() -> MemoryCache {
+    MemoryCache::new("stockpile:", MIB)
+}
+
+async fn put(cache: &MemoryCache, key: &str, retain_for: Duration) {
+    cache
+        .put(key, Bytes::from(format!("value of {key}")), retain_for)
+        .await
+        .expect("memory accepts every put");
+}
+
+async fn has(cache: &MemoryCache, key: &str) -> bool {
+    cache
+        .get(key)
+        .await
+        .expect("memory always answers")
+        .is_some()
+}
+
+#[tokio::test]
+async fn stores_until_the_entry_expires() {
+    let cache = cache();
+    put(&cache, "short", Duration::from_millis(150)).await;
+    put(&cache, "long", Duration::from_secs(60)).await;
+    assert_eq!(
+        cache.get("short").await.expect("answers"),
+        Some(Bytes::from("value of short"))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!has(&cache, "short").await, "an expired entry is gone");
+    assert!(has(&cache, "long").await);
+    assert!(
+        !cache.delete("short").await.expect("answers"),
+        "an expired entry is not counted"
+    );
+}
+
+#[tokio::test]
+async fn a_put_replaces_the_value_and_its_lifetime() {
+    let cache = cache();
+    put(&cache, "k", Duration::from_secs(60)).await;
+    cache
+        .put("k", Bytes::from("new"), Duration::from_millis(100))
+        .await
+        .expect("accepted");
+    assert_eq!(
+        cache.get("k").await.expect("answers"),
+        Some(Bytes::from("new"))
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!has(&cache, "k").await);
+}
+
+#[tokio::test]
+async fn the_ttl_cap_shortens_every_entry() {
+    let cache = cache().with_max_ttl(Duration::from_millis(150));
+    put(&cache, "k", Duration::from_secs(3600)).await;
+    assert!(has(&cache, "k").await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!has(&cache, "k").await, "lived past the cap");
+}
+
+#[tokio::test]
+async fn delete_reports_whether_there_was_an_entry() {
+    let cache = cache();
+    put(&cache, "k", Duration::from_secs(60)).await;
+    assert!(cache.delete("k").await.expect("answers"));
+    assert!(!cache.delete("k").await.expect("answers"));
+    assert!(!has(&cache, "k").await);
+}
+
+#[tokio::test]
+async fn the_byte_bound_evicts() {
+    let max_bytes = 64 * 1024;
+    let cache = MemoryCache::new("stockpile:", max_bytes);
+    let value = Bytes::from(vec![b'x'; 1024]);
+    let keys: Vec<String> = (0..256).map(|i| format!("stocks:detail:T{i:03}")).collect();
+    for key in &keys {
+        cache
+            .put(key, value.clone(), Duration::from_secs(60))
+            .await
+            .expect("accepted");
+    }
+    cache.run_pending_tasks().await;
+    let mut held = 0;
+    for key in &keys {
+        if has(&cache, key).await {
+            held += 1;
+        }
+    }
+    let entry_bytes = u64::try_from(keys[0].len() + value.len()).expect("small");
+    assert!(held > 0, "some entries stay");
+    assert!(
+        held * entry_bytes <= max_bytes,
+        "{held} entries of {entry_bytes} bytes exceed {max_bytes} bytes"
+    );
+}
+
+#[tokio::test]
+async fn delete_matching_removes_exactly_the_matching_keys() {
+    let cache = cache();
+    let keys = [
+        "stocks:list:1",
+        "stocks:list:2",
+        "stocks:detail:AAPL",
+        "stocks:detail:MSFT",
+        "stocks:history:AAPL:1",
+        "leaderboard:top:1",
+    ];
+    for key in keys {
+        put(&cache, key, Duration::from_secs(60)).await;
+    }
+    // (pattern, keys it removes), applied in order.
+    let steps: [(&str, &[&str]); 4] = [
+        ("stocks:list:*", &["stocks:list:1", "stocks:list:2"]),
+        ("stocks:detail:[L-Z]???", &["stocks:detail:MSFT"]),
+        ("*:AAPL*", &["stocks:detail:AAPL", "stocks:history:AAPL:1"]),
+        ("nothing:*", &[]),
+    ];
+    let mut left: Vec<&str> = keys.to_vec();
+    for (pattern, removed) in steps {
+        let count = cache.delete_matching(pattern).await.expect("answers");
+        assert_eq!(count, removed.len() as u64, "pattern {pattern:?}");
+        left.retain(|key| !removed.contains(key));
+        for key in keys {
+            assert_eq!(
+                has(&cache, key).await,
+                left.contains(&key),
+                "{key} after {pattern:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn clear_removes_everything_and_counts_it() {
+    let cache = cache();
+    for key in ["a", "b", "c"] {
+        put(&cache, key, Duration::from_secs(60)).await;
+    }
+    assert_eq!(cache.clear().await.expect("answers"), 3);
+    assert!(!has(&cache, "a").await);
+    assert_eq!(cache.clear().await.expect("answers"), 0);
+}
+
+#[tokio::test]
+async fn reports_itself_as_memory() {
+    let status = cache().status().await;
+    assert_eq!(status.backend, "memory");
+    assert!(status.enabled && status.available && !status.degraded);
+    assert_eq!(status.key_prefix, "stockpile:");
+}
+
+#[tokio::test]
+async fn the_lease_is_always_granted_since_memory_serves_one_process() {
+    let cache = cache();
+    let ttl = Duration::from_secs(2);
+    assert_eq!(cache.try_lease("k", ttl).await, Ok(true));
+    assert_eq!(cache.try_lease("k", ttl).await, Ok(true));
+    assert_eq!(cache.release_lease("k").await, Ok(()));
+    assert!(!has(&cache, "k").await);
+}

@@ -1,0 +1,10 @@
+//! The cache adapters: the glob matcher, memory, null, Redis (against a real server) and the
+//! fallback between them (against servers the tests start, stop and black-hole themselves).
+
+mod fallback;
+mod glob;
+mod memory;
+mod null_and_settings;
+mod redis;
+mod support;
+mod tiered;

@@ -1,0 +1,280 @@
+//! The Redis cache against the real Redis at `REDIS_URL`; each test under its own prefix.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use stockpile_application::ports::Cache;
+use stockpile_infrastructure::{MemoryCache, RedisCache};
+
+use super::support::{Monitor, RedisTest};
+
+async fn put(cache: &RedisCache, key: &str, retain_for: Duration) {
+    cache
+        .put(key, Bytes::from(format!("value of {key}")), retain_for)
+        .await
+        .expect("Redis accepts the put");
+}
+
+#[tokio::test]
+async fn stores_under_the_prefix_until_the_entry_expires() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let cache = redis.cache(&prefix);
+    put(&cache, "stocks:detail:AAPL", Duration::from_millis(300)).await;
+    assert_eq!(
+        cache.get("stocks:detail:AAPL").await.expect("answers"),
+        Some(Bytes::from("value of stocks:detail:AAPL"))
+    );
+    let full_key = format!("{prefix}stocks:detail:AAPL");
+    assert_eq!(
+        redis.get(&full_key).await.as_deref(),
+        Some("value of stocks:detail:AAPL")
+    );
+    let pttl = redis.pttl(&full_key).await;
+    assert!((1..=300).contains(&pttl), "PTTL {pttl}");
+    assert_eq!(
+        cache.get("stocks:detail:MSFT").await.expect("answers"),
+        None
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cache.get("stocks:detail:AAPL").await.expect("answers"),
+        None
+    );
+    let status = cache.status().await;
+    assert_eq!(status.backend, "redis");
+    assert!(status.enabled && status.available && !status.degraded);
+    assert_eq!(status.key_prefix, prefix);
+    cache.ping().await.expect("PONG");
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn delete_reports_whether_there_was_a_key() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let cache = redis.cache(&format!("{}:", redis.base));
+    put(&cache, "k", Duration::from_secs(60)).await;
+    assert!(cache.delete("k").await.expect("answers"));
+    assert!(!cache.delete("k").await.expect("answers"));
+    assert_eq!(cache.get("k").await.expect("answers"), None);
+    // The foreign key's name relative to no prefix at all is still out of reach.
+    let foreign_key = redis.foreign_key.clone();
+    assert!(!cache.delete(&foreign_key).await.expect("answers"));
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+const KEYS: [&str; 8] = [
+    "stocks:list:1",
+    "stocks:list:2",
+    "stocks:detail:AAPL",
+    "stocks:detail:MSFT",
+    "stocks:history:AAPL:1",
+    "leaderboard:top:1",
+    "a*b",
+    "weird]key",
+];
+
+/// Patterns that Redis and the memory cache must agree on, tricky ones included.
+const PATTERNS: [&str; 12] = [
+    "stocks:list:*",
+    "stocks:detail:[A-M]???",
+    "*:AAPL*",
+    "stocks:[^l]*",
+    "a\\*b",
+    "a*b",
+    "weird[]]key",
+    "weird\\]key",
+    "[",
+    "*[",
+    "leaderboard:top:?",
+    "*",
+];
+
+#[tokio::test]
+async fn patterns_remove_what_the_memory_cache_removes_and_nothing_else() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    for (i, pattern) in PATTERNS.into_iter().enumerate() {
+        let prefix = format!("{}:{i}:", redis.base);
+        let cache = redis.cache(&prefix);
+        let memory = MemoryCache::new(&prefix, 1024 * 1024);
+        for key in KEYS {
+            put(&cache, key, Duration::from_secs(60)).await;
+            memory
+                .put(key, Bytes::from("v"), Duration::from_secs(60))
+                .await
+                .expect("accepted");
+        }
+        let removed = cache.delete_matching(pattern).await.expect("answers");
+        let removed_in_memory = memory.delete_matching(pattern).await.expect("answers");
+        assert_eq!(removed, removed_in_memory, "pattern {pattern:?}");
+        for key in KEYS {
+            let in_memory = memory.get(key).await.expect("answers").is_some();
+            let in_redis = cache.get(key).await.expect("answers").is_some();
+            assert_eq!(in_redis, in_memory, "{key} after {pattern:?}");
+        }
+    }
+    assert_eq!(
+        redis.keys_under(&format!("{}:11:", redis.base)).await,
+        Vec::<String>::new(),
+        "`*` left keys"
+    );
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn clear_and_patterns_never_reach_past_the_prefix() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let base = redis.base.clone();
+    // (the cache's prefix, a neighbour's key that a careless pattern would take with it)
+    let cases = [
+        (format!("{base}:p:"), format!("{base}:p2:k")),
+        (
+            format!("{base}:p:"),
+            format!("{base}:p:").trim_end_matches(':').to_owned(),
+        ),
+        (format!("{base}:a*:"), format!("{base}:abc:k")),
+        (format!("{base}:a?:"), format!("{base}:ab:k")),
+        (format!("{base}:[ab]:"), format!("{base}:a:k")),
+        (format!("{base}:b\\:"), format!("{base}:b:k")),
+        (format!("{base}:c[:"), format!("{base}:c:")),
+    ];
+    for (prefix, neighbour) in &cases {
+        redis.set(neighbour, "neighbour").await;
+        let cache = redis.cache(prefix);
+        for pattern in ["*", "?*", "[a-z]*", "k", "*k*"] {
+            put(&cache, "k", Duration::from_secs(60)).await;
+            put(&cache, "kk", Duration::from_secs(60)).await;
+            cache.delete_matching(pattern).await.expect("answers");
+            assert!(
+                redis.exists(neighbour).await,
+                "{pattern:?} under {prefix:?} took {neighbour}"
+            );
+        }
+        put(&cache, "k", Duration::from_secs(60)).await;
+        assert!(cache.clear().await.expect("answers") >= 1);
+        assert!(
+            redis.exists(neighbour).await,
+            "clear of {prefix:?} took {neighbour}"
+        );
+        assert_eq!(
+            redis.keys_under(prefix).await,
+            Vec::<String>::new(),
+            "clear of {prefix:?} left keys"
+        );
+    }
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn clear_counts_what_it_removes_across_many_scan_pages() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let cache = redis.cache(&format!("{}:", redis.base));
+    let many = 1_200;
+    for i in 0..many {
+        put(
+            &cache,
+            &format!("stocks:detail:T{i}"),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    assert_eq!(cache.clear().await.expect("answers"), many);
+    assert_eq!(cache.clear().await.expect("answers"), 0);
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn never_sends_keys_or_flushes() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let monitor = Monitor::start(&redis.url).await;
+    let prefix = format!("{}:m*:", redis.base);
+    let cache = redis.cache(&prefix);
+    for key in ["stocks:list:1", "stocks:detail:AAPL", "leaderboard:top:1"] {
+        put(&cache, key, Duration::from_secs(60)).await;
+        cache.get(key).await.expect("answers");
+    }
+    cache.delete("stocks:list:1").await.expect("answers");
+    cache.delete_matching("stocks:*").await.expect("answers");
+    cache.clear().await.expect("answers");
+    cache.status().await;
+    let commands = monitor.stop().await;
+    let ours: Vec<&String> = commands
+        .iter()
+        .filter(|(_, line)| line.contains(&redis.base))
+        .map(|(name, _)| name)
+        .collect();
+    for expected in ["SET", "GET", "UNLINK", "SCAN"] {
+        assert!(
+            ours.iter().any(|name| *name == expected),
+            "MONITOR did not see our {expected}: {ours:?}"
+        );
+    }
+    let forbidden: Vec<&(String, String)> = commands
+        .iter()
+        .filter(|(name, _)| matches!(name.as_str(), "KEYS" | "FLUSHDB" | "FLUSHALL"))
+        .collect();
+    assert!(forbidden.is_empty(), "forbidden commands: {forbidden:?}");
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lease_is_granted_to_one_cache_until_released_or_expired() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    // Two instances on one prefix, and one under another prefix.
+    let (a, b) = (redis.cache(&prefix), redis.cache(&prefix));
+    let elsewhere = redis.cache(&format!("{}-other:", redis.base));
+    let key = "leaderboard:top:1m";
+    let ttl = Duration::from_millis(300);
+    assert!(a.try_lease(key, ttl).await.expect("answers"));
+    // NX: neither another instance nor the holder itself gets it again.
+    assert!(!b.try_lease(key, ttl).await.expect("answers"));
+    assert!(!a.try_lease(key, ttl).await.expect("answers"));
+    // Another key, and the same key under another prefix, are free.
+    assert!(b
+        .try_lease("stocks:detail:AAPL", ttl)
+        .await
+        .expect("answers"));
+    assert!(elsewhere.try_lease(key, ttl).await.expect("answers"));
+    // Under the prefix, apart from the entry, with the TTL.
+    let lease_key = format!("{prefix}lease:{key}");
+    assert!(redis.exists(&lease_key).await);
+    let pttl = redis.pttl(&lease_key).await;
+    assert!((1..=300).contains(&pttl), "PTTL {pttl}");
+    assert_eq!(a.get(key).await.expect("answers"), None);
+    // Only the holder releases it.
+    b.release_lease(key).await.expect("answers");
+    assert!(redis.exists(&lease_key).await, "b released a's lease");
+    a.release_lease(key).await.expect("answers");
+    assert!(!redis.exists(&lease_key).await);
+    assert!(b.try_lease(key, ttl).await.expect("answers"));
+    // A lease not released expires, and is then granted again.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(!redis.exists(&lease_key).await);
+    assert!(a.try_lease(key, ttl).await.expect("answers"));
+    // b's late release cannot remove a's lease taken since.
+    b.release_lease(key).await.expect("answers");
+    assert!(redis.exists(&lease_key).await);
+    redis.assert_foreign_key_survives().await;
+    redis.cleanup().await;
+}

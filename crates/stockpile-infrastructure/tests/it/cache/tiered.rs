@@ -1,0 +1,272 @@
+//! Memory as the first tier in front of Redis: served without a round trip, forgotten on
+//! every instance when any of them invalidates, and cleared when the subscription to the
+//! invalidations drops.
+
+use std::time::{Duration, Instant};
+
+use bb8_redis::redis::{self, aio::MultiplexedConnection};
+use bytes::Bytes;
+use stockpile_application::ports::Cache;
+use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
+
+use super::support::{connect, settings, RedisServer, RedisTest};
+
+/// How long an invalidation may take to reach the other instance's memory: pub/sub delivery
+/// is well under a millisecond locally; this leaves room for a loaded machine.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn tiered(url: &str, prefix: &str, local_ttl: Duration) -> FallbackCache {
+    let redis = RedisCache::new(&settings(url, prefix));
+    let memory = MemoryCache::new(prefix, 1024 * 1024).with_max_ttl(local_ttl);
+    let cache = FallbackCache::start(redis, memory).await;
+    assert_eq!(cache.status().await.backend, "redis");
+    cache
+}
+
+async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
+    cache
+        .get(key)
+        .await
+        .expect("the tiered cache always answers")
+        .map(|value| String::from_utf8_lossy(&value).into_owned())
+}
+
+async fn raw(url: &str) -> MultiplexedConnection {
+    connect(url).await.expect("Redis answered a moment ago")
+}
+
+async fn unlink(conn: &mut MultiplexedConnection, key: &str) {
+    redis::cmd("UNLINK")
+        .arg(key)
+        .query_async::<u64>(conn)
+        .await
+        .expect("UNLINK");
+}
+
+async fn subscribers(conn: &mut MultiplexedConnection, channel: &str) -> u64 {
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .expect("PUBSUB NUMSUB");
+    count
+}
+
+/// Waits until `key` reads as `None` on `cache`; panics after `within`.
+async fn until_missing(cache: &dyn Cache, key: &str, within: Duration, why: &str) {
+    let started = Instant::now();
+    while text(cache, key).await.is_some() {
+        assert!(
+            started.elapsed() < within,
+            "{why}: {key} still served after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Puts `key` and removes it from Redis behind the cache's back: true when the cache still
+/// serves it, that is, from its first tier.
+async fn served_from_memory(
+    cache: &dyn Cache,
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    key: &str,
+) -> bool {
+    cache
+        .put(key, Bytes::from("in memory"), HOUR)
+        .await
+        .expect("stored");
+    unlink(conn, &format!("{prefix}{key}")).await;
+    text(cache, key).await.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_on_one_instance_reaches_the_other_s_first_tier() {
+    let Some(redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let channel = format!("{prefix}__invalidate");
+    let mut conn = raw(&redis.url).await;
+    // A long local TTL: only an invalidation can make A forget within the bound.
+    let a = tiered(&redis.url, &prefix, HOUR).await;
+    let b = tiered(&redis.url, &prefix, HOUR).await;
+    assert_eq!(subscribers(&mut conn, &channel).await, 2);
+
+    for key in ["stocks:detail:AAPL", "stocks:list:1", "stocks:top:1"] {
+        a.put(key, Bytes::from("old"), HOUR).await.expect("stored");
+        assert_eq!(text(&a, key).await.as_deref(), Some("old"));
+        assert_eq!(
+            text(&b, key).await.as_deref(),
+            Some("old"),
+            "shared through Redis"
+        );
+    }
+
+    // One invalidation of each kind, made on B, each forgotten by A's memory.
+    assert_eq!(b.delete("stocks:detail:AAPL").await, Ok(true));
+    until_missing(&a, "stocks:detail:AAPL", PROPAGATION, "delete on B").await;
+    assert_eq!(b.delete_matching("stocks:list:*").await, Ok(1));
+    until_missing(&a, "stocks:list:1", PROPAGATION, "delete_matching on B").await;
+    assert_eq!(b.clear().await, Ok(1));
+    until_missing(&a, "stocks:top:1", PROPAGATION, "clear on B").await;
+
+    // The invalidating instance forgets at once.
+    b.put("k", Bytes::from("v"), HOUR).await.expect("stored");
+    assert_eq!(b.delete("k").await, Ok(true));
+    assert_eq!(text(&b, "k").await, None);
+
+    // Dropping the caches ends their subscriptions.
+    drop((a, b));
+    let started = Instant::now();
+    while subscribers(&mut conn, &channel).await > 0 {
+        assert!(
+            started.elapsed() < PROPAGATION,
+            "a dropped cache still subscribes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_first_tier_serves_without_a_round_trip_for_at_most_the_local_ttl() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let mut conn = raw(&redis.url).await;
+    let local_ttl = Duration::from_millis(1500);
+    let cache = tiered(&redis.url, &prefix, local_ttl).await;
+
+    // Stored with an hour to live, removed from Redis behind the cache's back: memory still
+    // serves it, so no round trip was made, until the local TTL passes.
+    let stored = Instant::now();
+    assert!(served_from_memory(&cache, &mut conn, &prefix, "stocks:detail:AAPL").await);
+    assert!(!redis.exists(&format!("{prefix}stocks:detail:AAPL")).await);
+    assert_eq!(
+        text(&cache, "stocks:detail:AAPL").await.as_deref(),
+        Some("in memory")
+    );
+    until_missing(
+        &cache,
+        "stocks:detail:AAPL",
+        local_ttl + Duration::from_secs(1),
+        "local TTL",
+    )
+    .await;
+    assert!(
+        stored.elapsed() >= local_ttl - Duration::from_millis(50),
+        "forgotten too early"
+    );
+
+    // A read from Redis fills memory too, for what the Redis entry has left.
+    let key = "stocks:detail:MSFT";
+    redis.set(&format!("{prefix}{key}"), "from redis").await;
+    assert_eq!(text(&cache, key).await.as_deref(), Some("from redis"));
+    unlink(&mut conn, &format!("{prefix}{key}")).await;
+    assert_eq!(
+        text(&cache, key).await.as_deref(),
+        Some("from redis"),
+        "not filled"
+    );
+
+    let key = "stocks:detail:IBM";
+    redis::cmd("SET")
+        .arg(format!("{prefix}{key}"))
+        .arg("short")
+        .arg("PX")
+        .arg(300)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+    assert_eq!(text(&cache, key).await.as_deref(), Some("short"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        text(&cache, key).await,
+        None,
+        "outlived its Redis entry in memory"
+    );
+
+    redis.assert_foreign_key_survives().await;
+    drop(cache);
+    redis.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_subscription_is_restored_and_clears_the_first_tier() {
+    // A server of its own: `CLIENT KILL TYPE pubsub` would cut every test's subscription.
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let url = server.url();
+    let prefix = "stockpile-test:";
+    let mut conn = raw(&url).await;
+    let a = tiered(&url, prefix, HOUR).await;
+    let b = tiered(&url, prefix, HOUR).await;
+    assert!(served_from_memory(&a, &mut conn, prefix, "stocks:detail:AAPL").await);
+
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 2);
+    // Invalidations may have been lost meanwhile: memory is cleared.
+    until_missing(
+        &a,
+        "stocks:detail:AAPL",
+        PROPAGATION,
+        "after the subscription dropped",
+    )
+    .await;
+    assert_eq!(
+        a.status().await.backend,
+        "redis",
+        "Redis itself still serves"
+    );
+
+    // It subscribes again by itself, and then serves from memory and hears B again.
+    let started = Instant::now();
+    while !served_from_memory(&a, &mut conn, prefix, "stocks:detail:MSFT").await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never subscribed again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        subscribers(&mut conn, &format!("{prefix}__invalidate")).await,
+        2
+    );
+    assert_eq!(b.delete("stocks:detail:MSFT").await, Ok(false));
+    until_missing(
+        &a,
+        "stocks:detail:MSFT",
+        PROPAGATION,
+        "delete on B after resubscribing",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_instances_share_one_lease_through_redis() {
+    let Some(redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let a = tiered(&redis.url, &prefix, HOUR).await;
+    let b = tiered(&redis.url, &prefix, HOUR).await;
+    let ttl = Duration::from_secs(2);
+    assert_eq!(a.try_lease("cold", ttl).await, Ok(true));
+    assert_eq!(b.try_lease("cold", ttl).await, Ok(false));
+    a.release_lease("cold").await.expect("answers");
+    assert_eq!(b.try_lease("cold", ttl).await, Ok(true));
+    b.release_lease("cold").await.expect("answers");
+    redis.cleanup().await;
+}

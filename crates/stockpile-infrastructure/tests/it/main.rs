@@ -1,0 +1,4 @@
+//! The one integration-test binary of stockpile-infrastructure.
+
+mod cache;
+mod repository;

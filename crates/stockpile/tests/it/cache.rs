@@ -1,0 +1,154 @@
+//! The cache as a client sees it: Redis outages under load, recovery, and one load per miss.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use stockpile::settings::{CacheBackendSetting, ConnectionUrl};
+
+use crate::redis_server::RedisServer;
+use crate::support::{test_settings, TestApp, TestDatabase};
+
+const PATHS: &[&str] = &[
+    "/api/stocks",
+    "/api/stocks/A",
+    "/api/stocks/AAPL/history",
+    "/api/stocks/top?metric=active",
+    "/api/stocks/leaderboard/top?period=1m",
+];
+
+async fn wait_for_backend(app: &TestApp, backend: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = app.json("/api/cache/status").await;
+        if status["backend"] == backend || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale_entry() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let database = TestDatabase::sqlite();
+    let mut settings = test_settings(&database);
+    settings.cache_backend = CacheBackendSetting::Auto;
+    settings.redis_url = Some(serde_json::from_value::<ConnectionUrl>(redis.url().into()).unwrap());
+    settings.cache_key_prefix = format!("e2e-{}:", uuid::Uuid::new_v4().simple());
+    // The server shares 2 cores with 32 client connections: a live Redis must not be mistaken
+    // for a dead one because a command waited for CPU. A dead Redis refuses at once anyway.
+    settings.redis_command_timeout_ms = 500;
+    let app = TestApp::spawn_with(settings, database, 12, 40).await;
+
+    let status = app.json("/api/cache/status").await;
+    assert_eq!(
+        (status["backend"].as_str(), status["degraded"].as_bool()),
+        (Some("redis"), Some(false))
+    );
+    assert_eq!(
+        app.get("/api/stocks/AAPL").await.headers()["x-cache"],
+        "MISS"
+    );
+    assert_eq!(
+        app.get("/api/stocks/AAPL").await.headers()["x-cache"],
+        "HIT"
+    );
+
+    // 32 connections read for three seconds; Redis dies after one.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let readers: Vec<_> = (0..32)
+        .map(|i| {
+            let (client, base) = (app.client.clone(), app.base.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut n = i;
+                while Instant::now() < deadline {
+                    let path = PATHS[n % PATHS.len()];
+                    n += 1;
+                    let status = client
+                        .get(format!("{base}{path}"))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.kill();
+    let mut answered = 0;
+    for reader in readers {
+        for status in reader.await.unwrap() {
+            assert!(
+                (200..300).contains(&status),
+                "a request answered {status} while Redis went away"
+            );
+            answered += 1;
+        }
+    }
+    assert!(
+        answered > 100,
+        "the load generator sent only {answered} requests"
+    );
+
+    let status = app.json("/api/cache/status").await;
+    assert_eq!(
+        (status["backend"].as_str(), status["degraded"].as_bool()),
+        (Some("memory"), Some(true)),
+        "{status}"
+    );
+    assert_eq!(app.json("/health/ready").await["status"], "degraded");
+
+    // A write during the outage cannot reach Redis; after recovery its result must show.
+    let renamed = app
+        .admin(Method::PUT, "/api/stocks/AAPL")
+        .json(&json!({"name": "Apple Renamed", "exchange": "NASDAQ", "sector": "Information Technology"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    assert!(redis.restart().await);
+    let status = wait_for_backend(&app, "redis", Duration::from_secs(10)).await;
+    assert_eq!(
+        status["backend"], "redis",
+        "not back on Redis within 10 s: {status}"
+    );
+    assert_eq!(app.json("/api/stocks/AAPL").await["name"], "Apple Renamed");
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_cold_requests_cause_one_load() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let app = TestApp::spawn(TestDatabase::sqlite(), 10, 300).await;
+    let path = "/api/stocks/leaderboard/top?period=1y&limit=7";
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let request = app.client.get(format!("{}{path}", app.base));
+            tokio::spawn(async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let loads = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("stockpile_cache_loads_total{") && l.contains("family=\"leaderboard\"")
+        })
+        .unwrap_or_else(|| panic!("no leaderboard loads counter in:\n{metrics}"));
+    assert!(loads.ends_with(" 1"), "expected one load: {loads}");
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests: the real server on port 0, over SQLite (and PostgreSQL where it answers),
+//! spoken to over HTTP.
+
+// Helpers of this test binary may unwrap too: a panic anywhere here is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod db_proxy;
+mod redis_server;
+mod support;
+
+mod backends;
+mod browser;
+mod cache;
+mod compose;
+mod durability;
+mod fleet;
+mod outage;
+mod reads;
+mod secrets;
+mod two_instances;
+mod writes;

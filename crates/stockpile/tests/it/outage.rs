@@ -1,0 +1,136 @@
+//! A PostgreSQL outage as a client sees it: cached answers keep coming, expired ones come back
+//! `STALE`, the rest fail fast with 503 and `Retry-After`, and the service recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use crate::db_proxy::DbProxy;
+use crate::support::{test_settings, TestApp, TestDatabase};
+
+/// The longest a request may take while the database is down. The pool waits out its acquire
+/// timeout (`DatabaseOptions::acquire_timeout`, 3 s) for a connection before it gives up.
+const OUTAGE_ANSWER_BOUND: Duration = Duration::from_secs(5);
+
+/// `/health/ready` pings with a 900 ms deadline of its own.
+const READINESS_BOUND: Duration = Duration::from_millis(1_500);
+
+/// `CACHE_TTL_DEFAULT` in this test: 2 s (±10 % jitter) leaves a read warmed just before the
+/// cut well inside its TTL on a slow machine, and still expires an entry quickly.
+const TTL_SECONDS: u64 = 2;
+
+async fn timed(app: &TestApp, path: &str) -> (reqwest::Response, Duration) {
+    let started = Instant::now();
+    let response = app.get(path).await;
+    (response, started.elapsed())
+}
+
+fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers_by_itself() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let Some(database) = TestDatabase::postgres().await else {
+        return;
+    };
+    let mut settings = test_settings(&database);
+    let (proxy, proxied_url) = DbProxy::start(&settings.database_url).await;
+    settings.database_url = proxied_url;
+    settings.database_max_connections = 2;
+    settings.cache_ttl_default = TTL_SECONDS;
+    let app = TestApp::spawn_with(settings, database, 3, 30).await;
+    let list = app.json("/api/stocks").await;
+    let detail = |i: usize| {
+        format!(
+            "/api/stocks/{}",
+            list["items"][i]["ticker"].as_str().unwrap()
+        )
+    };
+    let (expired, fresh, uncached) = (detail(0), detail(1), detail(2));
+
+    let first = app.get(&expired).await;
+    assert_eq!(header(&first, "x-cache"), "MISS");
+    let expired_body = first.bytes().await.unwrap();
+    // Past the TTL with its largest jitter: the entry is now only good for stale-if-error.
+    tokio::time::sleep(Duration::from_millis(TTL_SECONDS * 1_100 + 200)).await;
+    assert_eq!(header(&app.get(&fresh).await, "x-cache"), "MISS");
+    let warmed = Instant::now();
+
+    proxy.cut().await;
+
+    let (hit, took) = timed(&app, &fresh).await;
+    assert!(
+        warmed.elapsed() < Duration::from_millis(TTL_SECONDS * 900),
+        "the machine was too slow for the HIT check to mean anything ({:?})",
+        warmed.elapsed()
+    );
+    assert_eq!(
+        (hit.status().as_u16(), header(&hit, "x-cache")),
+        (200, "HIT")
+    );
+    assert!(took < Duration::from_millis(500), "a HIT took {took:?}");
+    eprintln!("outage: HIT answered in {took:?}");
+
+    let (ready, took) = timed(&app, "/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    assert!(took < READINESS_BOUND, "/health/ready took {took:?}");
+    let readiness: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(readiness["status"], "unavailable", "{readiness}");
+    eprintln!("outage: /health/ready answered 503 in {took:?}");
+
+    // The two slow answers of the outage, side by side so the test waits for one timeout.
+    let (stale, failed) = tokio::join!(timed(&app, &expired), timed(&app, &uncached));
+    let ((stale, stale_took), (failed, failed_took)) = (stale, failed);
+    eprintln!("outage: STALE answered in {stale_took:?}, 503 in {failed_took:?}");
+    assert_eq!(
+        (stale.status().as_u16(), header(&stale, "x-cache")),
+        (200, "STALE")
+    );
+    assert!(header(&stale, "cache-control").contains("max-age=0"));
+    let age: u64 = header(&stale, "age").parse().unwrap();
+    assert!(age >= TTL_SECONDS, "Age {age} is younger than the TTL");
+    assert!(
+        stale_took < OUTAGE_ANSWER_BOUND,
+        "STALE took {stale_took:?}"
+    );
+    assert_eq!(stale.bytes().await.unwrap(), expired_body);
+
+    assert_eq!(failed.status(), 503);
+    assert_eq!(header(&failed, "content-type"), "application/problem+json");
+    assert!(header(&failed, "retry-after").parse::<u64>().unwrap() > 0);
+    assert!(
+        failed_took < OUTAGE_ANSWER_BOUND,
+        "503 took {failed_took:?}"
+    );
+    let problem: serde_json::Value = failed.json().await.unwrap();
+    assert_eq!(problem["status"], 503, "{problem}");
+
+    proxy.restore().await;
+    let restored = Instant::now();
+    loop {
+        if app.get("/health/ready").await.status() == 200 {
+            break;
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(5),
+            "not ready again within 5 s of the database's return"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "outage: ready again {:?} after the restore",
+        restored.elapsed()
+    );
+    for path in [&expired, &uncached] {
+        let response = app.get(path).await;
+        assert_eq!(
+            (response.status().as_u16(), header(&response, "x-cache")),
+            (200, "MISS"),
+            "{path} after the restore"
+        );
+    }
+}

@@ -1,0 +1,365 @@
+//! `cargo xtask bench`: the release server over the local PostgreSQL, seeded with the
+//! 517-company universe × 504 trading days, measured over real HTTP on loopback.
+//!
+//! It measures, per read, the latency of uncached answers (`CACHE_BACKEND=none`: every request
+//! computes from the database) and of cache hits (`CACHE_BACKEND=memory`), one keep-alive
+//! connection, requests one after another; then, with Redis as the cache, hit throughput and
+//! latency at 64 connections with wrk (installed from Debian's packages when missing) beside
+//! the same server's `/health` as the reference. It rewrites the figures in
+//! `docs/benchmarks.md`. Bounded: a fixed number of requests or seconds per read, and the
+//! server is stopped at the end.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::run;
+
+const DATABASE: &str = "stockpile_bench";
+const ADDR: &str = "127.0.0.1:18080";
+const REQUESTS: usize = 200;
+
+/// The reads measured, with the query a dashboard typically sends.
+const READS: &[(&str, &str)] = &[
+    ("list (default)", "/api/stocks"),
+    (
+        "list (sort=change_percent desc)",
+        "/api/stocks?sort=change_percent&order=desc&page_size=50",
+    ),
+    ("list (q=inc, sort=name)", "/api/stocks?q=inc&sort=name"),
+    ("detail", "/api/stocks/AAPL"),
+    ("history (1y daily)", "/api/stocks/AAPL/history"),
+    (
+        "history (2y weekly)",
+        "/api/stocks/AAPL/history?from=2023-11-01&interval=1w",
+    ),
+    ("top movers (gainers)", "/api/stocks/top?metric=gainers"),
+    (
+        "top movers (active)",
+        "/api/stocks/top?metric=active&limit=100",
+    ),
+    ("leaderboard (1m)", "/api/stocks/leaderboard/top?period=1m"),
+    (
+        "leaderboard (1y, sector)",
+        "/api/stocks/leaderboard/top?period=1y&sector=information%20technology",
+    ),
+];
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn binary() -> String {
+    "target/release/stockpile".into()
+}
+
+fn database_url() -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{DATABASE}")
+}
+
+fn start(cache_backend: &str) -> Result<Server, String> {
+    let child = Command::new(binary())
+        .env("CACHE_KEY_PREFIX", "stockpile-bench:")
+        .arg("serve")
+        .env("DATABASE_URL", database_url())
+        .env("CACHE_BACKEND", cache_backend)
+        .env("BIND_ADDR", ADDR)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start the server: {e}"))?;
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(ADDR).is_ok() {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("the server did not start listening within 60 s".into())
+}
+
+/// One request on a keep-alive connection; returns the status.
+fn request(stream: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String> {
+    write!(
+        stream.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut status_line = String::new();
+    stream
+        .read_line(&mut status_line)
+        .map_err(|e| e.to_string())?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// p50 and p99 of `REQUESTS` sequential requests, after a few to warm up.
+fn measure(path: &str) -> Result<(Duration, Duration), String> {
+    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = BufReader::new(stream);
+    for _ in 0..5 {
+        request(&mut stream, path)?;
+    }
+    let mut samples = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let started = Instant::now();
+        let status = request(&mut stream, path)?;
+        samples.push(started.elapsed());
+        if status != 200 {
+            return Err(format!("{path} answered {status}"));
+        }
+    }
+    samples.sort();
+    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+pub fn bench() -> Result<(), String> {
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "stockpile",
+        ]),
+    )?;
+    crate::create_postgres_database(DATABASE);
+    run(Command::new(binary())
+        .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
+        .env("DATABASE_URL", database_url())
+        .env("CACHE_BACKEND", "none")
+        .env("RUST_LOG", "warn"))?;
+
+    let mut rows = Vec::new();
+    {
+        let _server = start("none")?;
+        for (name, path) in READS {
+            let (p50, p99) = measure(path)?;
+            println!(
+                "uncached {name:<34} p50 {:>7} ms  p99 {:>7} ms",
+                ms(p50),
+                ms(p99)
+            );
+            rows.push((name, path, p50, p99));
+        }
+    }
+    let mut hits = Vec::new();
+    {
+        let _server = start("memory")?;
+        for (name, path) in READS {
+            let (p50, p99) = measure(path)?;
+            println!(
+                "hit      {name:<34} p50 {:>7} ms  p99 {:>7} ms",
+                ms(p50),
+                ms(p99)
+            );
+            hits.push((p50, p99));
+        }
+    }
+    let throughput = {
+        let _server = start("redis")?;
+        let status = fetch_status()?;
+        if !status.contains("\"backend\":\"redis\"") {
+            return Err(format!(
+                "the server is not on Redis (is it running at 127.0.0.1:6379?): {status}"
+            ));
+        }
+        let mut figures = vec![(
+            "/health (reference)".to_owned(),
+            wrk("/health", 64)?,
+            wrk("/health", 4)?.2,
+        )];
+        for (name, path) in READS {
+            let figure = wrk(path, 64)?;
+            let p99_at_4 = wrk(path, 4)?.2;
+            println!(
+                "redis hit {name:<33} {:>9.0} req/s  p50 {:>6}  p99 {:>6}  p99 at 4 connections {p99_at_4}",
+                figure.0, figure.1, figure.2
+            );
+            figures.push(((*name).to_owned(), figure, p99_at_4));
+        }
+        let peak = peak_resident_mib(&_server);
+        println!("peak resident memory of the server: {peak}");
+        (figures, peak)
+    };
+    write_report(&rows, &hits, &throughput.0, &throughput.1)
+}
+
+/// The server's peak resident set (`VmHWM`), as Linux reports it.
+fn peak_resident_mib(server: &Server) -> String {
+    std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|kb| kb.parse::<f64>().ok())
+                })
+        })
+        .map_or_else(|| "unknown".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
+}
+
+fn fetch_status() -> Result<String, String> {
+    let mut stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /api/cache/status HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+fn ensure_wrk() -> Result<(), String> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))
+}
+
+/// Requests per second, p50 and p99 (as wrk prints them) of 5 s at 64 connections.
+fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
+    ensure_wrk()?;
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            "-d5s",
+            "--latency",
+            &format!("http://{ADDR}{path}"),
+        ])
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        return Err(format!("{path}: wrk saw non-2xx answers:\n{text}"));
+    }
+    let field = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
+    Ok((rps, field("50%"), field("99%")))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{cores} cores, {cpu}")
+}
+
+/// A read's name, its 64-connection (req/s, p50, p99) and its p99 at 4 connections.
+type Throughput = (String, (f64, String, String), String);
+
+fn write_report(
+    rows: &[(&&str, &&str, Duration, Duration)],
+    hits: &[(Duration, Duration)],
+    throughput: &[Throughput],
+    peak_resident: &str,
+) -> Result<(), String> {
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut table = String::from(
+        "| read | path | uncached p50 (ms) | uncached p99 (ms) | hit p50 (ms) | hit p99 (ms) |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for ((name, path, p50, p99), (hit50, hit99)) in rows.iter().zip(hits) {
+        table.push_str(&format!(
+            "| {name} | `{path}` | {} | {} | {} | {} |\n",
+            ms(*p50),
+            ms(*p99),
+            ms(*hit50),
+            ms(*hit99)
+        ));
+    }
+    let reference = throughput.first().map_or(1.0, |(_, (rps, _, _), _)| *rps);
+    let mut load = String::from(
+        "| read | hit req/s (64 conn.) | share of /health | p50 (64) | p99 (64) | p99 (4 conn.) |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, (rps, p50, p99), p99_at_4) in throughput {
+        load.push_str(&format!(
+            "| {name} | {rps:.0} | {:.0} % | {p50} | {p99} | {p99_at_4} |\n",
+            rps / reference * 100.0
+        ));
+    }
+    let section = format!(
+        "<!-- bench:start -->\nMeasured {date} on {} with `cargo xtask bench`: release build, PostgreSQL 15 on loopback, \
+517 tickers × 504 trading days (260,568 bars), one keep-alive connection, {REQUESTS} sequential requests per read \
+after 5 warm-up requests. *Uncached* runs the server with `CACHE_BACKEND=none`, so every request computes its \
+answer from the database; *hit* runs it with `CACHE_BACKEND=memory`, so every request after the first is served \
+from the cache. Latency is measured by the client and includes the HTTP round trip.\n\n{table}\nHit throughput with Redis as the cache (`CACHE_BACKEND=redis`, local Redis 7 on loopback, with the default in-process first tier in front of it, so a hot key is served without a Redis round trip): wrk, 2 threads, \
+64 connections, 5 s per read, on the same 2-core machine as the server (the load generator takes its share), \
+against the same server's `/health` as the reference; the last column is a second 5 s run at 4 connections. \
+Peak resident memory of the server over the whole Redis run (`VmHWM`, default cache bounds): {peak_resident}.\n\n{load}<!-- bench:end -->",
+        machine()
+    );
+    let path = "docs/benchmarks.md";
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (
+        current.find("<!-- bench:start -->"),
+        current.find("<!-- bench:end -->"),
+    ) {
+        (Some(start), Some(end)) => format!(
+            "{}{section}{}",
+            &current[..start],
+            &current[end + "<!-- bench:end -->".len()..]
+        ),
+        _ => format!("# Benchmarks\n\n{section}\n"),
+    };
+    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
+    println!("updated {path}");
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
+
+mod bench;
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+const TASKS: &[(&str, &str)] = &[
+    (
+        "dev",
+        "serve locally: PostgreSQL and Redis when they answer, else the embedded defaults",
+    ),
+    ("test", "the whole test suite, exactly as CI runs it"),
+    (
+        "openapi",
+        "write docs/openapi.json from the binary's document",
+    ),
+    (
+        "bench",
+        "uncached and cache-hit latency of every read over PostgreSQL; rewrites docs/benchmarks.md",
+    ),
+    ("layers", "check that crate dependencies point inward only"),
+    (
+        "ci",
+        "fmt, clippy (warnings denied), the layer check, then the tests",
+    ),
+];
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("dev") => dev(),
+        Some("test") => cargo(&["test", "--workspace"]),
+        Some("openapi") => openapi(),
+        Some("layers") => layers(),
+        Some("bench") => bench::bench(),
+        Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
+            .and_then(|()| {
+                cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+            })
+            .and_then(|()| layers())
+            .and_then(|()| cargo(&["test", "--workspace"])),
+        _ => {
+            eprintln!("usage: cargo xtask <task>\n");
+            for (name, what) in TASKS {
+                eprintln!("  {name:<8} {what}");
+            }
+            return if task.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("could not run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
+
+fn answers(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+fn dev() -> Result<(), String> {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["run", "-p", "stockpile", "--", "serve"]);
+    let token = "dev-admin-token-not-for-production-0000";
+    command
+        .env("ADMIN_TOKEN", token)
+        .env("LOG_FORMAT", "pretty");
+    if answers("127.0.0.1:5432") {
+        let url = "postgres://postgres@127.0.0.1:5432/stockpile_dev";
+        create_postgres_database("stockpile_dev");
+        command.env("DATABASE_URL", url);
+        println!("database: PostgreSQL ({url})");
+    } else {
+        println!("database: embedded SQLite (./stockpile.db); no PostgreSQL at 127.0.0.1:5432");
+    }
+    if answers("127.0.0.1:6379") {
+        println!("cache:    Redis at 127.0.0.1:6379");
+    } else {
+        println!("cache:    in-process memory; no Redis at 127.0.0.1:6379");
+        command.env("CACHE_BACKEND", "memory");
+    }
+    println!("API:      http://127.0.0.1:8080/api/stocks");
+    println!("docs:     http://127.0.0.1:8080/docs/");
+    println!("admin:    Authorization: Bearer {token}");
+    if answers("127.0.0.1:5432") {
+        // The server seeds only the embedded database by itself; seed PostgreSQL when empty.
+        let mut seed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        seed.args(["run", "-p", "stockpile", "--", "seed", "--if-empty"]);
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                seed.env(key, value);
+            }
+        }
+        run(&mut seed)?;
+    }
+    run(&mut command)
+}
+
+fn create_postgres_database(name: &str) {
+    // Fails harmlessly when the database already exists.
+    let _ = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output();
+}
+
+fn openapi() -> Result<(), String> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--quiet", "-p", "stockpile", "--", "openapi"])
+        .output()
+        .map_err(|e| format!("could not run the binary: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    std::fs::write("docs/openapi.json", &output.stdout)
+        .map_err(|e| format!("could not write docs/openapi.json: {e}"))?;
+    println!("wrote docs/openapi.json");
+    Ok(())
+}
+
+/// Which workspace crates each crate may depend on, and which outside crates it must not.
+const RULES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "stockpile-domain",
+        &[],
+        &[
+            "sea-orm",
+            "actix-web",
+            "redis",
+            "bb8-redis",
+            "sqlx",
+            "serde",
+            "utoipa",
+        ],
+    ),
+    (
+        "stockpile-application",
+        &["stockpile-domain"],
+        &["sea-orm", "actix-web", "redis", "bb8-redis", "sqlx"],
+    ),
+    (
+        "stockpile-infrastructure",
+        &[
+            "stockpile-domain",
+            "stockpile-application",
+            "stockpile-migrations",
+        ],
+        &["actix-web"],
+    ),
+    (
+        "stockpile-api",
+        &["stockpile-domain", "stockpile-application"],
+        &["sea-orm", "redis", "bb8-redis", "sqlx"],
+    ),
+];
+
+fn layers() -> Result<(), String> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let mut violations = Vec::new();
+    for (crate_name, allowed_internal, forbidden) in RULES {
+        let Some(package) = packages.iter().find(|p| p["name"] == *crate_name) else {
+            violations.push(format!("{crate_name} is missing from the workspace"));
+            continue;
+        };
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            // Dev-dependencies may bring test helpers; the rule is about what ships.
+            if dependency["kind"] == "dev" {
+                continue;
+            }
+            let name = dependency["name"].as_str().unwrap_or_default();
+            let internal = name.starts_with("stockpile") || dependency["path"].is_string();
+            if (internal && !allowed_internal.contains(&name)) || forbidden.contains(&name) {
+                violations.push(format!("{crate_name} must not depend on {name}"));
+            }
+        }
+    }
+    if violations.is_empty() {
+        println!("layers: dependencies point inward only");
+        Ok(())
+    } else {
+        Err(violations.join("\n"))
+    }
+}
