@@ -125,12 +125,21 @@ impl SeaOrmStockRepository {
         Ok(Self { db })
     }
 
-    /// Brings the schema up to date.
+    /// Brings the schema up to date, in one transaction on both backends.
+    ///
+    /// sea-orm-migration runs SQLite migrations statement by statement on the pool. A pooled
+    /// SQLite connection that read the schema between two of those statements (a table created,
+    /// its unique index not yet) keeps that half schema cached, and SQLite checks an `ON CONFLICT`
+    /// target against the cached schema when it prepares the statement, without re-reading it:
+    /// the next upsert on that connection fails. One transaction means no connection ever sees a
+    /// half-migrated schema.
     ///
     /// # Errors
     /// Whatever the database answers, mapped like every other error.
     pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        Migrator::up(&self.db, None).await.map_err(db_error)
+        let txn = self.db.begin().await.map_err(db_error)?;
+        Migrator::up(&txn, None).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
     }
 
     /// `"sqlite"` or `"postgres"`, for readiness reports and logs.

@@ -333,3 +333,60 @@ async fn an_in_memory_sqlite_database_is_one_shared_database() {
     futures::future::join_all(writes).await;
     assert_eq!(repo.count_stocks().await.unwrap(), 4);
 }
+
+/// Pooled SQLite connections that read the schema while the migration runs must not keep half of
+/// it: a connection that cached `stocks` without its unique index would refuse every later
+/// upsert ("ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_a_migration_never_cache_half_a_schema() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use stockpile_infrastructure::{DatabaseOptions, SeaOrmStockRepository};
+
+    for round in 0..8 {
+        let path =
+            std::env::temp_dir().join(format!("stockpile-migrate-{}.db", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options = DatabaseOptions {
+            max_connections: 8,
+            ..DatabaseOptions::default()
+        };
+        let repo = SeaOrmStockRepository::connect(&url, options).await.unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..6)
+            .map(|_| {
+                let (repo, done) = (repo.clone(), done.clone());
+                tokio::spawn(async move {
+                    // Fails with "no such table" until the table exists, then leaves its
+                    // connection idle with the schema it read at that moment cached.
+                    while !done.load(Ordering::Relaxed) && repo.count_stocks().await.is_err() {}
+                })
+            })
+            .collect();
+        repo.migrate().await.unwrap();
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        let upserts = (0..24).map(|i| {
+            let repo = repo.clone();
+            async move {
+                repo.upsert_stock(
+                    &ticker(&format!("T{i}")),
+                    &profile("Name", "Tech", "NYSE", None),
+                )
+                .await
+            }
+        });
+        for outcome in futures::future::join_all(upserts).await {
+            assert_eq!(
+                outcome.unwrap_or_else(|e| panic!("round {round}: {e}")),
+                UpsertOutcome::Created
+            );
+        }
+        drop(repo);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
