@@ -7,6 +7,8 @@
 //! keys with ours.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -171,12 +173,18 @@ impl Query for Pipeline {
 }
 
 /// A pooled connection and whether it failed in a way that makes it useless.
+///
+/// The pool lends a connection only long enough to clone it: a multiplexed connection
+/// pipelines the commands of every clone over one socket, so holding it for a whole round
+/// trip would make concurrent commands queue for the pool instead (and a queue longer than
+/// the pool's wait fails commands that Redis would have answered in time).
 struct Connection {
     inner: MultiplexedConnection,
-    /// Set after an I/O error, a dropped connection or a timeout, so that the pool discards
-    /// the connection instead of lending it out again (a multiplexed connection whose socket
-    /// died fails every later command).
-    broken: bool,
+    /// Shared with every clone lent out, and set by any of them after an I/O error, a
+    /// dropped connection or a timeout, so that the pool discards the connection the next
+    /// time it is checked out or returned instead of lending it again (a multiplexed
+    /// connection whose socket died fails every later command).
+    broken: Arc<AtomicBool>,
 }
 
 /// Opens connections with the cache's own timeouts. `bb8_redis::RedisConnectionManager`
@@ -199,7 +207,7 @@ impl bb8::ManageConnection for Manager {
             .await?;
         Ok(Connection {
             inner,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -208,7 +216,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -347,18 +355,27 @@ impl RedisCache {
         };
         let mut attempt = 0;
         loop {
-            let mut conn = match tokio::time::timeout_at(deadline, pool.get()).await {
-                Ok(Ok(conn)) => conn,
+            let pooled = match tokio::time::timeout_at(deadline, pool.get()).await {
+                Ok(Ok(pooled)) => pooled,
                 Ok(Err(e)) => return Err(self.unavailable(&format!("no connection: {e}"))),
                 Err(_) => return Err(timed_out()),
             };
-            match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn.inner)).await {
+            if pooled.broken.load(Ordering::Relaxed) {
+                // Marked by another command after it was returned; dropping it here discards it.
+                continue;
+            }
+            let (mut conn, broken) = (pooled.inner.clone(), Arc::clone(&pooled.broken));
+            drop(pooled);
+            match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => {
-                    conn.broken = e.is_io_error()
+                    if e.is_io_error()
                         || e.is_connection_dropped()
                         || e.is_timeout()
-                        || e.is_unrecoverable_error();
+                        || e.is_unrecoverable_error()
+                    {
+                        broken.store(true, Ordering::Relaxed);
+                    }
                     attempt += 1;
                     if !e.is_connection_dropped() || attempt > self.pool_size {
                         return Err(self.unavailable(&e.to_string()));
@@ -367,7 +384,7 @@ impl RedisCache {
                 Err(_) => {
                     // A connection whose answer is late is not lent out again: a fresh one
                     // costs little, and a stalled one would hold up the next command too.
-                    conn.broken = true;
+                    broken.store(true, Ordering::Relaxed);
                     return Err(timed_out());
                 }
             }

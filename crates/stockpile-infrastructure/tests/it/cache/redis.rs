@@ -278,3 +278,31 @@ async fn a_lease_is_granted_to_one_cache_until_released_or_expired() {
     redis.assert_foreign_key_survives().await;
     redis.cleanup().await;
 }
+
+/// Far more concurrent commands than pooled connections: a multiplexed connection pipelines
+/// them all, so none waits for the pool past its short timeout (which would count as Redis
+/// being unavailable and switch an instance to memory under mere load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_commands_share_a_small_pool_without_waiting_for_it() {
+    let Some(redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let cache = std::sync::Arc::new(RedisCache::new(&stockpile_infrastructure::RedisSettings {
+        pool_size: 1,
+        // Long enough for any one round trip on a loaded machine, far shorter than 2,000
+        // commands one after another.
+        command_timeout: Duration::from_secs(2),
+        ..super::support::settings(&redis.url, &prefix)
+    }));
+    put(&cache, "stocks:detail:AAPL", Duration::from_secs(60)).await;
+    let gets = (0..2_000).map(|_| {
+        let cache = std::sync::Arc::clone(&cache);
+        tokio::spawn(async move { cache.get("stocks:detail:AAPL").await })
+    });
+    for get in futures::future::join_all(gets).await {
+        let value = get.expect("the task ran").expect("Redis answered in time");
+        assert_eq!(value, Some(Bytes::from("value of stocks:detail:AAPL")));
+    }
+    redis.cleanup().await;
+}
