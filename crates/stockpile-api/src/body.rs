@@ -4,6 +4,8 @@
 //! Handlers call [`read_json`] only after the [`crate::auth::Admin`] extractor succeeded, which
 //! is what puts 401/403 ahead of 413/415.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use futures::StreamExt;
@@ -29,14 +31,17 @@ fn is_json(req: &HttpRequest) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads the body (415 unless JSON, 413 past [`MAX_BODY_BYTES`]) and deserialises it.
+/// Reads the body (415 unless JSON, 413 past [`MAX_BODY_BYTES`], 408 when it has not all
+/// arrived within `timeout`) and deserialises it.
 ///
 /// # Errors
-/// [`ApiError::UnsupportedMediaType`], [`ApiError::PayloadTooLarge`] or
-/// [`ApiError::MalformedBody`] (bad JSON, unknown field, wrong type).
+/// [`ApiError::UnsupportedMediaType`], [`ApiError::PayloadTooLarge`],
+/// [`ApiError::BodyTimeout`] or [`ApiError::MalformedBody`] (bad JSON, unknown field, wrong
+/// type).
 pub(crate) async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
+    timeout: Duration,
 ) -> Result<T, ApiError> {
     if !is_json(req) {
         return Err(ApiError::UnsupportedMediaType);
@@ -50,6 +55,14 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
+    let body = actix_web::rt::time::timeout(timeout, read_limited(payload))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout.as_secs()))??;
+    parse_json(&body)
+}
+
+/// The whole body, refused as soon as it grows past [`MAX_BODY_BYTES`].
+async fn read_limited(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
@@ -59,7 +72,15 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    Ok(body)
+}
+
+/// Deserialises a body that has been read: bad JSON, an unknown field or a wrong type is a 400.
+///
+/// # Errors
+/// [`ApiError::MalformedBody`].
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::MalformedBody(format!("the body is not valid for this endpoint: {e}"))
     })
 }

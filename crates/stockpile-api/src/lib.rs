@@ -42,31 +42,61 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::AdminToken;
 pub use body::MAX_BODY_BYTES;
 pub use http_metrics::HttpMetrics;
+pub use middleware::{MAX_HEADER_BYTES, MAX_TARGET_BYTES};
 pub use openapi::{openapi, OPENAPI_PATH};
 pub use problem::{Problem, PROBLEM_JSON};
 
 use handlers::{cache_admin, operations, reads, writes};
 
-/// What the handlers need: the use cases and, when admin endpoints are on, their token.
+/// What the handlers need: the use cases, when admin endpoints are on their token, and the
+/// limits on what clients may send.
 #[derive(Clone)]
 pub struct ApiState {
     pub service: Arc<dyn StockService>,
     /// `None` switches the admin endpoints off: they answer 403.
     pub admin_token: Option<AdminToken>,
+    pub limits: ClientLimits,
+}
+
+/// How long and how much a client may take, so that slow or greedy clients cannot keep the
+/// server from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// How long a client may take to send a request's head (method, path and headers) after it
+    /// connects or after its previous request; a slow-loris connection is dropped at this point.
+    pub request_head_timeout: Duration,
+    /// How long a client may take to send a request body once its head arrived: 408 after it.
+    /// A 1 MiB body takes 10 s at 100 KiB/s.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection stays open between requests.
+    pub keep_alive: Duration,
+    /// Open connections per worker thread; past it the server accepts no more until some
+    /// close, which keeps a connection flood from exhausting the process's file descriptors.
+    pub max_connections_per_worker: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            request_head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(15),
+            keep_alive: Duration::from_secs(5),
+            max_connections_per_worker: 4_096,
+        }
+    }
 }
 
 impl fmt::Debug for ApiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiState")
             .field("admin_token", &self.admin_token)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 /// How long in-flight requests get to finish after SIGINT/SIGTERM before workers stop.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
-/// How long a client may take to send a request's head; slow-loris connections are dropped.
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection may take to shut down cleanly.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -188,10 +218,13 @@ pub fn app(
 /// When the listener cannot be taken over by the server.
 pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
     let http_metrics = Arc::new(HttpMetrics::default());
+    let limits = state.limits;
     let server = HttpServer::new(move || app(state.clone(), Arc::clone(&http_metrics)))
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_request_timeout(limits.request_head_timeout)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(limits.keep_alive)
+        .max_connections(limits.max_connections_per_worker)
         .listen(listener)?
         .run();
     Ok(server)

@@ -24,6 +24,40 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client-supplied request id echoed; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// The longest request target (path and query string) taken; longer ones are 414. No request
+/// of the API needs more than a few hundred bytes, and long targets only bloat logs and keys.
+pub const MAX_TARGET_BYTES: usize = 4 * 1024;
+
+/// The most header bytes (names and values) a request may carry; more is 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The refusal of a request whose target or headers are over the limits, before routing.
+fn oversized(req: &ServiceRequest) -> Option<HttpResponse> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let (status, detail) = if target > MAX_TARGET_BYTES {
+        (
+            StatusCode::URI_TOO_LONG,
+            format!("the path and query string are {target} bytes; at most {MAX_TARGET_BYTES} are taken"),
+        )
+    } else if headers > MAX_HEADER_BYTES {
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the headers are {headers} bytes; at most {MAX_HEADER_BYTES} are taken"),
+        )
+    } else {
+        return None;
+    };
+    Some(Problem::new(status, detail).respond(&mut HttpResponse::build(status)))
+}
+
 /// The client's `X-Request-Id` when it is short, visible ASCII (so it cannot forge log lines
 /// or bloat them), else a fresh UUID v4.
 fn request_id(req: &ServiceRequest) -> HeaderValue {
@@ -114,7 +148,9 @@ pub async fn observe<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, Error> {
     let started = Instant::now();
     let request_id = request_id(&req);
-    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let metrics = req
+        .app_data::<web::Data<HttpMetrics>>()
+        .map(|data| data.clone().into_inner());
     let span = tracing::info_span!(
         "http_request",
         request_id = %String::from_utf8_lossy(request_id.as_bytes()),
@@ -122,7 +158,18 @@ pub async fn observe<B: MessageBody + 'static>(
     );
     let request_method = req.method().clone();
     let method = method_label(&request_method);
-    let mut res = match next.call(req).instrument(span.clone()).await {
+    if let Some(refusal) = oversized(&req) {
+        let res = req.into_response(refusal).map_into_right_body();
+        return Ok(finish(
+            res,
+            request_id,
+            metrics.as_deref(),
+            method,
+            started,
+            &span,
+        ));
+    }
+    let res = match next.call(req).instrument(span.clone()).await {
         Ok(res) => into_problem(res),
         Err(error) => {
             // Handlers turn their errors into responses; only a failing middleware lands here.
@@ -146,6 +193,25 @@ pub async fn observe<B: MessageBody + 'static>(
             return Err(InternalError::from_response(error.to_string(), problem).into());
         }
     };
+    Ok(finish(
+        res,
+        request_id,
+        metrics.as_deref(),
+        method,
+        started,
+        &span,
+    ))
+}
+
+/// Adds the headers every response carries, counts the request and logs it.
+fn finish<B>(
+    mut res: ServiceResponse<B>,
+    request_id: HeaderValue,
+    metrics: Option<&HttpMetrics>,
+    method: &'static str,
+    started: Instant,
+    span: &tracing::Span,
+) -> ServiceResponse<B> {
     let headers = res.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -177,7 +243,7 @@ pub async fn observe<B: MessageBody + 'static>(
             "request answered"
         );
     });
-    Ok(res)
+    res
 }
 
 /// The answer for paths no route takes.

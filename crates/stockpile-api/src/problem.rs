@@ -82,6 +82,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the request body must be sent as application/json")]
     UnsupportedMediaType,
+    /// The body did not arrive in time; the number is the limit in seconds.
+    #[error("the request body did not arrive within {0} s; send it at once")]
+    BodyTimeout(u64),
     /// The database is down or overloaded: worth retrying.
     #[error("the database is unavailable; retry after the time in Retry-After")]
     Unavailable,
@@ -135,6 +138,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::CacheUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

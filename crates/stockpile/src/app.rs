@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use stockpile_api::{AdminToken, ApiState};
+use stockpile_api::{AdminToken, ApiState, ClientLimits};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{RepositoryError, StockRepository};
@@ -130,6 +130,7 @@ impl Application {
                 .admin_token
                 .as_ref()
                 .map(|t| AdminToken::new(t.expose().to_owned())),
+            limits: ClientLimits::default(),
         };
         let server =
             stockpile_api::serve(listener, state).map_err(|source| StartupError::Bind {

@@ -72,6 +72,7 @@ pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
         (status = 400, description = "Malformed JSON, unknown field, or a pattern not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
@@ -83,7 +84,7 @@ pub async fn invalidate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json::<InvalidateBody>(&req, payload).await?;
+    let body = read_json::<InvalidateBody>(&req, payload, state.limits.body_timeout).await?;
     let deleted = state.service.invalidate_cache(body.pattern).await?;
     Ok(HttpResponse::Ok().json(Deleted { deleted }))
 }

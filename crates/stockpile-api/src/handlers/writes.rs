@@ -48,6 +48,7 @@ fn writable_ticker(req: &HttpRequest) -> Result<Ticker, ApiError> {
         (status = 400, description = "Bad ticker (or a route word such as `top`), malformed JSON, unknown or invalid field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
@@ -60,7 +61,7 @@ pub async fn put_stock(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ticker = writable_ticker(&req)?;
-    let profile = read_json::<StockProfileBody>(&req, payload)
+    let profile = read_json::<StockProfileBody>(&req, payload, state.limits.body_timeout)
         .await?
         .try_into_domain()?;
     let location = format!("/api/stocks/{ticker}");
@@ -89,6 +90,7 @@ pub async fn put_stock(
         (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
@@ -101,7 +103,7 @@ pub async fn upload_prices(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ticker = writable_ticker(&req)?;
-    let bars = read_json::<PriceUploadBody>(&req, payload)
+    let bars = read_json::<PriceUploadBody>(&req, payload, state.limits.body_timeout)
         .await?
         .try_into_domain()?;
     let upserted = state.service.upload_prices(ticker, bars).await?;

@@ -20,7 +20,7 @@ use actix_web::test::{self, TestRequest};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use stockpile_api::{app, AdminToken, ApiState, HttpMetrics};
+use stockpile_api::{app, AdminToken, ApiState, ClientLimits, HttpMetrics};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{
@@ -198,6 +198,7 @@ pub fn state(service: impl StockService + 'static, admin: Admin) -> ApiState {
             Admin::On => Some(AdminToken::new(TOKEN.to_owned())),
             Admin::Off => None,
         },
+        limits: ClientLimits::default(),
     }
 }
 

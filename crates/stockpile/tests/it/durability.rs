@@ -1,5 +1,6 @@
-//! Nothing is lost: concurrent writers end in one consistent state, and a server killed with
-//! SIGKILL in the middle of an upload leaves all of it or none of it.
+//! Nothing is lost: concurrent writers end in one consistent state, a server killed with
+//! SIGKILL in the middle of an upload leaves all of it or none of it, and one stopped with
+//! SIGTERM finishes the request in flight first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -217,6 +218,33 @@ fn spare_port() -> u16 {
         .map_or(0, |a| a.port())
 }
 
+/// A scratch directory whose database `stockpile seed` filled with two stocks and five days,
+/// so that the server does not seed the whole universe on its first start.
+async fn seeded_scratch(purpose: &str) -> Scratch {
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("stockpile-{purpose}-{}", uuid::Uuid::new_v4())));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let seeded = tokio::time::timeout(
+        Duration::from_secs(15),
+        stockpile(&scratch, 0)
+            .args([
+                "seed",
+                "--tickers",
+                "2",
+                "--days",
+                "5",
+                "--last-date",
+                "2025-11-21",
+            ])
+            .status(),
+    )
+    .await
+    .expect("stockpile seed took over 15 s")
+    .unwrap();
+    assert!(seeded.success(), "stockpile seed failed: {seeded}");
+    scratch
+}
+
 /// `stockpile serve` over the scratch database, once `/health` answers.
 async fn serve(scratch: &Scratch) -> (tokio::process::Child, String) {
     let port = spare_port();
@@ -272,27 +300,7 @@ async fn bars_at(client: &reqwest::Client, base: &str, ticker: &str, marker: u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none() {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("stockpile-kill-{}", uuid::Uuid::new_v4())));
-    std::fs::create_dir_all(&scratch.0).unwrap();
-    let seeded = tokio::time::timeout(
-        Duration::from_secs(15),
-        stockpile(&scratch, 0)
-            .args([
-                "seed",
-                "--tickers",
-                "2",
-                "--days",
-                "5",
-                "--last-date",
-                "2025-11-21",
-            ])
-            .status(),
-    )
-    .await
-    .expect("stockpile seed took over 15 s")
-    .unwrap();
-    assert!(seeded.success(), "stockpile seed failed: {seeded}");
+    let scratch = seeded_scratch("kill").await;
 
     let client = reqwest::Client::new();
     let (mut server, mut base) = serve(&scratch).await;
@@ -417,4 +425,64 @@ impl WriteLockProbe {
         }
         false
     }
+}
+
+/// SIGTERM with a request in flight: the server stops taking connections, finishes and answers
+/// the request, then exits cleanly, and the write it made is there after a restart. The body
+/// is sent in two parts around the signal, so the request is certainly in flight when it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_then_exits() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let scratch = seeded_scratch("term").await;
+    let (mut server, base) = serve(&scratch).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    let body = br#"{"name":"Acme Corp","exchange":"NYSE","sector":"Industrials"}"#;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /api/stocks/ACME HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    // Time for the server to route the request and start reading its body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.id().expect("the server runs").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "a stopping server still accepts connections"
+    );
+
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the request in flight was answered within 10 s")
+    .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201 Created"),
+        "the request in flight was not finished: {response}"
+    );
+    let exited = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .expect("the server exited within 10 s of finishing its last request")
+        .unwrap();
+    assert!(exited.success(), "the server exited with {exited}");
+
+    let (_restarted, base) = serve(&scratch).await;
+    let detail = reqwest::get(format!("{base}/api/stocks/ACME"))
+        .await
+        .unwrap();
+    assert_eq!(detail.status(), 200, "the finished write was lost");
 }
