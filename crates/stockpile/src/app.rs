@@ -66,6 +66,7 @@ pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
     let options = DatabaseOptions {
         max_connections: settings.database_max_connections,
         acquire_timeout: Duration::from_millis(settings.database_acquire_timeout_ms),
+        statement_timeout: Duration::from_millis(settings.database_statement_timeout_ms),
     };
     let repository =
         Arc::new(SeaOrmStockRepository::connect(settings.database_url.expose(), options).await?);

@@ -22,6 +22,7 @@ const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_ACQUIRE_TIMEOUT_MS",
+    "DATABASE_STATEMENT_TIMEOUT_MS",
     "CACHE_BACKEND",
     "REDIS_URL",
     "REDIS_ENABLED",
@@ -158,6 +159,9 @@ pub struct Settings {
     /// How long a query waits for a database connection before the answer is a 503 (or a
     /// stale entry): the longest a request can hang on an unreachable database.
     pub database_acquire_timeout_ms: u64,
+    /// How long PostgreSQL may run one statement before cancelling it (a 503 for the request),
+    /// so a hung query cannot hold a pooled connection forever.
+    pub database_statement_timeout_ms: u64,
     pub cache_backend: CacheBackendSetting,
     /// `None` when not set explicitly: production refuses `CACHE_BACKEND=redis` then.
     pub redis_url: Option<ConnectionUrl>,
@@ -184,6 +188,7 @@ impl Default for Settings {
             database_url: ConnectionUrl(DEFAULT_DATABASE_URL.into()),
             database_max_connections: 10,
             database_acquire_timeout_ms: 3000,
+            database_statement_timeout_ms: 5000,
             cache_backend: CacheBackendSetting::Auto,
             redis_url: None,
             redis_enabled: true,

@@ -10,6 +10,9 @@ use stockpile_application::ports::RepositoryError;
 /// SQLite's result code for "the database is locked" after the busy timeout ran out.
 const SQLITE_BUSY: &str = "5";
 
+/// PostgreSQL's `query_canceled`: here, a statement that ran past `statement_timeout`.
+const POSTGRES_QUERY_CANCELED: &str = "57014";
+
 pub(crate) fn db_error(error: DbErr) -> RepositoryError {
     match error {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
@@ -60,6 +63,10 @@ fn sqlx_error(error: sqlx::Error) -> RepositoryError {
                 RepositoryError::Unavailable("the database server is not accepting work".into())
             } else if code == SQLITE_BUSY {
                 RepositoryError::Unavailable("the database is busy".into())
+            } else if code == POSTGRES_QUERY_CANCELED {
+                RepositoryError::Unavailable(
+                    "the database did not finish the query within the statement timeout".into(),
+                )
             } else {
                 RepositoryError::Internal(db.to_string())
             }

@@ -43,6 +43,11 @@ pub struct DatabaseOptions {
     /// How long a query waits for a free connection (and a new connection for its handshake)
     /// before the repository reports the database unavailable.
     pub acquire_timeout: Duration,
+    /// How long PostgreSQL may run one statement before it cancels it and the repository
+    /// reports the database unavailable: a hung or blocked query would otherwise hold its
+    /// connection forever and, once every connection is held, queue every request behind it.
+    /// SQLite has no such limit; its waits for a lock end with the busy timeout.
+    pub statement_timeout: Duration,
 }
 
 impl Default for DatabaseOptions {
@@ -50,6 +55,7 @@ impl Default for DatabaseOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -97,6 +103,7 @@ impl SeaOrmStockRepository {
             ));
         }
         let in_memory = is_sqlite && database_url.contains(":memory:");
+        let statement_timeout_ms = options.statement_timeout.as_millis().max(1);
         let mut connect = ConnectOptions::new(database_url.to_owned());
         if in_memory {
             connect
@@ -120,6 +127,9 @@ impl SeaOrmStockRepository {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+            })
+            .map_sqlx_postgres_opts(move |postgres| {
+                postgres.options([("statement_timeout", format!("{statement_timeout_ms}ms"))])
             });
         let db = Database::connect(connect).await.map_err(db_error)?;
         Ok(Self { db })

@@ -1,5 +1,6 @@
 //! A PostgreSQL outage as a client sees it: cached answers keep coming, expired ones come back
-//! `STALE`, the rest fail fast with 503 and `Retry-After`, and the service recovers by itself.
+//! `STALE`, the rest (writes too) fail fast with 503 and `Retry-After` and change nothing, and
+//! the service recovers by itself.
 
 use std::time::{Duration, Instant};
 
@@ -82,9 +83,27 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
     assert_eq!(readiness["status"], "unavailable", "{readiness}");
     eprintln!("outage: /health/ready answered 503 in {took:?}");
 
-    // The two slow answers of the outage, side by side so the test waits for one timeout.
-    let (stale, failed) = tokio::join!(timed(&app, &expired), timed(&app, &uncached));
+    // The slow answers of the outage, side by side so the test waits for one timeout: a
+    // STALE read, a 503 read and a write, which must fail as a whole and store nothing.
+    let write = async {
+        let started = Instant::now();
+        let response = app
+            .admin(reqwest::Method::PUT, "/api/stocks/OUTAGE")
+            .json(&serde_json::json!({"name": "Outage Co", "exchange": "NYSE", "sector": "Energy"}))
+            .send()
+            .await
+            .unwrap();
+        (response, started.elapsed())
+    };
+    let (stale, failed, (written, write_took)) =
+        tokio::join!(timed(&app, &expired), timed(&app, &uncached), write);
     let ((stale, stale_took), (failed, failed_took)) = (stale, failed);
+    assert_eq!(written.status(), 503, "a write while the database is down");
+    assert!(header(&written, "retry-after").parse::<u64>().unwrap() > 0);
+    assert!(
+        write_took < OUTAGE_ANSWER_BOUND,
+        "the write took {write_took:?}"
+    );
     eprintln!("outage: STALE answered in {stale_took:?}, 503 in {failed_took:?}");
     assert_eq!(
         (stale.status().as_u16(), header(&stale, "x-cache")),
@@ -133,4 +152,9 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
             "{path} after the restore"
         );
     }
+    assert_eq!(
+        app.get("/api/stocks/OUTAGE").await.status(),
+        404,
+        "the write that failed during the outage left a stock behind"
+    );
 }

@@ -293,6 +293,7 @@ async fn an_unreachable_database_is_unavailable() {
     let options = stockpile_infrastructure::DatabaseOptions {
         max_connections: 1,
         acquire_timeout: std::time::Duration::from_secs(2),
+        ..stockpile_infrastructure::DatabaseOptions::default()
     };
     // Port 1 on the loopback refuses connections.
     let error = stockpile_infrastructure::SeaOrmStockRepository::connect(
@@ -389,4 +390,60 @@ async fn readers_during_a_migration_never_cache_half_a_schema() {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
+}
+
+/// A query blocked behind another session's lock is cancelled at the statement timeout and
+/// reported unavailable, so a hung database costs each request a bounded wait instead of
+/// holding every pooled connection, and every request queued behind them, forever.
+#[tokio::test]
+async fn a_blocked_query_is_cancelled_at_the_statement_timeout() {
+    use sea_orm::TransactionTrait;
+    use std::time::{Duration, Instant};
+    use stockpile_domain::{SortField, SortOrder};
+    use stockpile_infrastructure::{DatabaseOptions, SeaOrmStockRepository};
+
+    on_each_backend(|db| async move {
+        if db.repo.backend_name() != "postgres" {
+            // SQLite has no statement timeout: its waits for a lock end with the busy timeout.
+            return;
+        }
+        add_stock(&db.repo, "AAA", "Alpha", None).await;
+        let options = DatabaseOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_millis(300),
+        };
+        let repo = SeaOrmStockRepository::connect(&db.url, options)
+            .await
+            .unwrap();
+        let side = db.side_connection().await;
+        let lock = side.begin().await.unwrap();
+        lock.execute_unprepared("LOCK TABLE stocks IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+
+        let query = list_query(SortField::Ticker, SortOrder::Asc);
+        let started = Instant::now();
+        // Three times as many queries as connections: the later ones wait for a connection
+        // that a cancelled query gives back.
+        let queries = futures::future::join_all((0..6).map(|_| repo.list(&query)));
+        let outcomes = tokio::time::timeout(Duration::from_secs(10), queries)
+            .await
+            .expect("the blocked queries were never cancelled");
+        let took = started.elapsed();
+        for outcome in outcomes {
+            assert!(
+                matches!(outcome, Err(RepositoryError::Unavailable(_))),
+                "{outcome:?}"
+            );
+        }
+        assert!(
+            took < Duration::from_secs(3),
+            "six blocked queries took {took:?}"
+        );
+
+        lock.rollback().await.unwrap();
+        assert_eq!(repo.list(&query).await.unwrap().total, 1);
+    })
+    .await;
 }
