@@ -1,4 +1,5 @@
-//! The cache as a client sees it: Redis outages under load, recovery, and one load per miss.
+//! The cache as a client sees it: Redis outages, slowdowns and black holes under load,
+//! recovery, and one load per miss.
 
 use std::time::{Duration, Instant};
 
@@ -6,8 +7,9 @@ use reqwest::Method;
 use serde_json::json;
 use stockpile::settings::{CacheBackendSetting, ConnectionUrl};
 
+use crate::fault_proxy::FaultProxy;
 use crate::redis_server::RedisServer;
-use crate::support::{test_settings, TestApp, TestDatabase};
+use crate::support::{shared_redis_settings, test_settings, TestApp, TestDatabase};
 
 const PATHS: &[&str] = &[
     "/api/stocks",
@@ -151,4 +153,150 @@ async fn two_hundred_concurrent_cold_requests_cause_one_load() {
         })
         .unwrap_or_else(|| panic!("no leaderboard loads counter in:\n{metrics}"));
     assert!(loads.ends_with(" 1"), "expected one load: {loads}");
+}
+
+/// Statuses and latencies of 32 connections reading for `seconds`, each cycling through
+/// `PATHS` and 40 list pages (distinct keys, so that Redis is asked too, not only memory).
+async fn load(app: &TestApp, seconds: u64) -> (Vec<u16>, Vec<Duration>) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let readers: Vec<_> = (0..32)
+        .map(|i| {
+            let (client, base) = (app.client.clone(), app.base.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                let mut n = i;
+                while Instant::now() < deadline {
+                    let path = match n % 2 {
+                        0 => PATHS[n / 2 % PATHS.len()].to_owned(),
+                        _ => format!("/api/stocks?page_size=1&page={}", n / 2 % 40 + 1),
+                    };
+                    n += 1;
+                    let started = Instant::now();
+                    let status = client
+                        .get(format!("{base}{path}"))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    answers.push((status, started.elapsed()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    let mut latencies = Vec::new();
+    for reader in readers {
+        for (status, took) in reader.await.unwrap() {
+            statuses.push(status);
+            latencies.push(took);
+        }
+    }
+    latencies.sort();
+    (statuses, latencies)
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_then_black_holed_redis_under_load_costs_at_most_a_timeout_and_recovers() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let upstream = redis_url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    let proxy = FaultProxy::in_front_of(&upstream).await;
+    let database = TestDatabase::sqlite();
+    let prefix = format!("e2e-fault-{}:", uuid::Uuid::new_v4().simple());
+    let mut settings = shared_redis_settings(&database, &prefix);
+    settings.redis_url = Some(
+        serde_json::from_value::<ConnectionUrl>(format!("redis://{}/0", proxy.addr()).into())
+            .unwrap(),
+    );
+    // Generous for a debug build sharing 2 cores with 32 clients, so that only the black hole,
+    // not a command waiting for CPU, switches to memory; short enough to bound every answer.
+    let command_timeout = Duration::from_millis(250);
+    settings.redis_command_timeout_ms = command_timeout.as_millis() as u64;
+    settings.cache_local_ttl = 1;
+    let app = TestApp::spawn_with(settings, database, 12, 40).await;
+    let status = app.json("/api/cache/status").await;
+    if status["backend"] != "redis" {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Redis is required under CI=true but is not reachable through REDIS_URL: {status}"
+        );
+        eprintln!("\n*** SKIPPED: Redis not reachable through REDIS_URL ({status}); set CI=true to make this fail ***\n");
+        return;
+    }
+    // Bound on any answer under a fault: one command timeout, plus room for a debug build
+    // serving 32 connections on 2 cores.
+    let bound = command_timeout + Duration::from_millis(750);
+
+    proxy.slow(Duration::from_millis(20));
+    let (statuses, latencies) = load(&app, 2).await;
+    assert!(
+        statuses.iter().all(|s| (200..300).contains(s)),
+        "a non-2xx answer while Redis was slow"
+    );
+    let status = app.json("/api/cache/status").await;
+    assert_eq!(
+        status["backend"], "redis",
+        "a slow but answering Redis was left: {status}"
+    );
+    eprintln!(
+        "slow Redis: {} requests, p99 {:?}",
+        statuses.len(),
+        p99(&latencies)
+    );
+    assert!(
+        p99(&latencies) < bound,
+        "p99 {:?} with a slow Redis",
+        p99(&latencies)
+    );
+
+    proxy.swallow();
+    let (statuses, latencies) = load(&app, 3).await;
+    assert!(
+        statuses.len() > 100,
+        "only {} requests were sent",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| (200..300).contains(s)),
+        "a non-2xx answer while Redis was black-holed"
+    );
+    eprintln!(
+        "black-holed Redis: {} requests, p99 {:?}",
+        statuses.len(),
+        p99(&latencies)
+    );
+    assert!(
+        p99(&latencies) < bound,
+        "p99 {:?} with a black-holed Redis",
+        p99(&latencies)
+    );
+    let status = app.json("/api/cache/status").await;
+    assert_eq!(
+        (status["backend"].as_str(), status["degraded"].as_bool()),
+        (Some("memory"), Some(true)),
+        "{status}"
+    );
+
+    proxy.pass();
+    let status = wait_for_backend(&app, "redis", Duration::from_secs(10)).await;
+    assert_eq!(
+        status["backend"], "redis",
+        "not back on Redis within 10 s: {status}"
+    );
+    let cleared = app
+        .admin(Method::DELETE, "/api/cache")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
 }

@@ -4,7 +4,7 @@
 // Helpers of this test binary may unwrap too: a panic anywhere here is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod db_proxy;
+mod fault_proxy;
 mod redis_server;
 mod support;
 
