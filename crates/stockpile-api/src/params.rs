@@ -114,9 +114,15 @@ impl Params {
         date
     }
 
-    /// A free-text filter, normalised (trimmed, lower case, blank = none).
+    /// A free-text filter, normalised (trimmed, lower case, blank = none). A NUL (U+0000) is
+    /// refused: no stored text holds one, and PostgreSQL fails on it instead of matching.
     fn filter(&mut self, name: &str, max_chars: Option<usize>) -> Option<String> {
         let raw = self.single(name)?;
+        if raw.contains('\0') {
+            self.errors
+                .push(FieldError::new(name, "must not contain a NUL character"));
+            return None;
+        }
         if let Some(max) = max_chars {
             if raw.chars().count() > max {
                 self.errors.push(FieldError::new(

@@ -38,13 +38,13 @@ pub struct StockProfile {
 /// Which field of a stock profile is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StockProfileError {
-    #[error("name must be 1 to 200 characters")]
+    #[error("name must be 1 to 200 characters, none of them NUL")]
     Name,
-    #[error("exchange must be 1 to 32 characters")]
+    #[error("exchange must be 1 to 32 characters, none of them NUL")]
     Exchange,
-    #[error("sector must be 1 to 64 characters")]
+    #[error("sector must be 1 to 64 characters, none of them NUL")]
     Sector,
-    #[error("industry must be at most 128 characters")]
+    #[error("industry must be at most 128 characters, none of them NUL")]
     Industry,
     #[error("currency must be three upper-case letters, such as USD")]
     Currency,
@@ -66,9 +66,11 @@ impl StockProfileError {
     }
 }
 
+/// `min..=max` characters, not blank when required, and no NUL (U+0000): PostgreSQL text
+/// cannot hold one, so it is refused here, a 400 on every backend rather than a 500 on one.
 fn bounded(text: &str, min: usize, max: usize) -> bool {
     let chars = text.chars().count();
-    (min..=max).contains(&chars) && !(min > 0 && text.trim().is_empty())
+    (min..=max).contains(&chars) && !(min > 0 && text.trim().is_empty()) && !text.contains('\0')
 }
 
 impl StockProfile {
@@ -181,5 +183,9 @@ mod tests {
         assert!(profile(&"x".repeat(201), None, None).is_err());
         assert!(profile(&"é".repeat(200), None, None).is_ok());
         assert!(profile("   ", None, None).is_err());
+        assert_eq!(
+            profile("Apple\0", None, None).unwrap_err(),
+            vec![StockProfileError::Name]
+        );
     }
 }

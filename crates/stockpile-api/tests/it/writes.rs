@@ -110,6 +110,20 @@ async fn invalid_profile_fields_are_each_named() {
     assert_eq!(reply.invalid_fields(), ["name", "currency", "market_cap"]);
 }
 
+/// Found by schemathesis: PostgreSQL cannot store a NUL in text and the write failed as a 500;
+/// the profile is refused before it reaches the service, on every backend alike.
+#[actix_web::test]
+async fn a_nul_in_a_profile_field_is_400_and_never_reaches_the_service() {
+    for field in ["name", "exchange", "sector", "industry"] {
+        let mut profile: serde_json::Value = serde_json::from_str(PROFILE).unwrap();
+        profile[field] = "Apple\u{0}Inc.".into();
+        let body = profile.to_string();
+        assert!(body.contains("\\u0000"), "{body}");
+        let reply = send(untouched(), Admin::On, put("/api/stocks/AAPL", &body)).await;
+        assert_eq!(reply.invalid_fields(), [field], "{body}");
+    }
+}
+
 #[actix_web::test]
 async fn bodies_that_are_not_the_expected_json_are_400() {
     let cases = [
