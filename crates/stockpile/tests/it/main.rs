@@ -16,6 +16,7 @@ mod durability;
 mod fleet;
 mod outage;
 mod reads;
+mod schemathesis;
 mod secrets;
 mod two_instances;
 mod writes;
