@@ -158,39 +158,32 @@ pub async fn observe<B: MessageBody + 'static>(
     );
     let request_method = req.method().clone();
     let method = method_label(&request_method);
-    if let Some(refusal) = oversized(&req) {
-        let res = req.into_response(refusal).map_into_right_body();
-        return Ok(finish(
-            res,
-            request_id,
-            metrics.as_deref(),
-            method,
-            started,
-            &span,
-        ));
-    }
-    let res = match next.call(req).instrument(span.clone()).await {
-        Ok(res) => into_problem(res),
-        Err(error) => {
-            // Handlers turn their errors into responses; only a failing middleware lands here.
-            // The request went with it (cloning it earlier would stop the router from
-            // recording path parameters), so answer through an error that renders as a
-            // problem with the common headers.
-            let status = error.as_response_error().status_code();
-            let detail = detail_of(status, &request_method, Some(&error));
-            let mut problem =
-                Problem::new(status, detail).respond(&mut HttpResponse::build(status));
-            let headers = problem.headers_mut();
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert(X_REQUEST_ID, request_id);
-            if let Some(metrics) = metrics {
-                metrics.observe(method, "unmatched", status.as_u16(), started.elapsed());
+    let res = if let Some(refusal) = oversized(&req) {
+        req.into_response(refusal).map_into_right_body()
+    } else {
+        match next.call(req).instrument(span.clone()).await {
+            Ok(res) => into_problem(res),
+            Err(error) => {
+                // Handlers turn their errors into responses; only a failing middleware lands here.
+                // The request went with it (cloning it earlier would stop the router from
+                // recording path parameters), so answer through an error that renders as a
+                // problem with the common headers.
+                let status = error.as_response_error().status_code();
+                let detail = detail_of(status, &request_method, Some(&error));
+                let mut problem =
+                    Problem::new(status, detail).respond(&mut HttpResponse::build(status));
+                let headers = problem.headers_mut();
+                headers.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                headers.insert(X_REQUEST_ID, request_id);
+                if let Some(metrics) = metrics {
+                    metrics.observe(method, "unmatched", status.as_u16(), started.elapsed());
+                }
+                span.in_scope(|| tracing::error!(%error, status = status.as_u16(), "request failed in a middleware"));
+                return Err(InternalError::from_response(error.to_string(), problem).into());
             }
-            span.in_scope(|| tracing::error!(%error, status = status.as_u16(), "request failed in a middleware"));
-            return Err(InternalError::from_response(error.to_string(), problem).into());
         }
     };
     Ok(finish(

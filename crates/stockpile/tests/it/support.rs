@@ -190,6 +190,23 @@ pub async fn one_heavy_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> 
 
 /// Settings for one of several instances sharing `database` and the local Redis (`REDIS_URL`)
 /// under `prefix`, in the default `auto` mode.
+/// Whether every one of `apps` serves from Redis. When one does not, says loudly that the test
+/// is skipped, except under `CI=true`, where Redis is required and its absence fails the test.
+pub async fn all_on_redis_or_skip(apps: &[&TestApp]) -> bool {
+    for app in apps {
+        let status = app.json("/api/cache/status").await;
+        if status["backend"] != "redis" {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "Redis is required under CI=true but is not reachable through REDIS_URL: {status}"
+            );
+            eprintln!("\n*** SKIPPED: Redis not reachable through REDIS_URL ({status}); set CI=true to make this fail ***\n");
+            return false;
+        }
+    }
+    true
+}
+
 pub fn shared_redis_settings(database: &TestDatabase, prefix: &str) -> Settings {
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let mut settings = test_settings(database);
