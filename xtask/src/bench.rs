@@ -46,7 +46,14 @@ const READS: &[(&str, &str)] = &[
     ),
 ];
 
-struct Server(Child);
+/// The release server; stopped when dropped.
+pub(crate) struct Server(Child);
+
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -59,26 +66,59 @@ fn binary() -> String {
     "target/release/stockpile".into()
 }
 
-fn database_url() -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{DATABASE}")
+fn database_url(database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// Builds the release binary, then creates and seeds `database` unless it holds stocks already.
+pub(crate) fn prepare(database: &str) -> Result<(), String> {
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "stockpile",
+        ]),
+    )?;
+    crate::create_postgres_database(database);
+    run(Command::new(binary())
+        .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
+        .env("DATABASE_URL", database_url(database))
+        .env("CACHE_BACKEND", "none")
+        .env("RUST_LOG", "warn"))
 }
 
 fn start(cache_backend: &str) -> Result<Server, String> {
+    start_server(
+        ADDR,
+        DATABASE,
+        &[
+            ("CACHE_BACKEND", cache_backend),
+            ("CACHE_KEY_PREFIX", "stockpile-bench:"),
+        ],
+    )
+}
+
+/// The release server on `addr` over `database`, with `env` added; returns once it listens.
+pub(crate) fn start_server(
+    addr: &str,
+    database: &str,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let child = Command::new(binary())
-        .env("CACHE_KEY_PREFIX", "stockpile-bench:")
         .arg("serve")
-        .env("DATABASE_URL", database_url())
-        .env("CACHE_BACKEND", cache_backend)
-        .env("BIND_ADDR", ADDR)
+        .env("DATABASE_URL", database_url(database))
+        .env("BIND_ADDR", addr)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("could not start the server: {e}"))?;
     let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if TcpStream::connect(ADDR).is_ok() {
+        if TcpStream::connect(addr).is_ok() {
             return Ok(server);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -86,13 +126,24 @@ fn start(cache_backend: &str) -> Result<Server, String> {
     Err("the server did not start listening within 60 s".into())
 }
 
-/// One request on a keep-alive connection; returns the status.
-fn request(stream: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String> {
-    write!(
-        stream.get_mut(),
-        "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+/// One request on a keep-alive connection, `headers` being extra header lines each ending in
+/// CRLF; returns the status and the body.
+pub(crate) fn request(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    // One write, so that the request leaves in one segment with TCP_NODELAY.
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut status_line = String::new();
     stream
         .read_line(&mut status_line)
@@ -115,10 +166,10 @@ fn request(stream: &mut BufReader<TcpStream>, path: &str) -> Result<u16, String>
     }
     let mut body = vec![0; length];
     stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok(status)
+    Ok((status, body))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
@@ -129,12 +180,12 @@ fn measure(path: &str) -> Result<(Duration, Duration), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut stream = BufReader::new(stream);
     for _ in 0..5 {
-        request(&mut stream, path)?;
+        request(&mut stream, "GET", path, "", "")?;
     }
     let mut samples = Vec::with_capacity(REQUESTS);
     for _ in 0..REQUESTS {
         let started = Instant::now();
-        let status = request(&mut stream, path)?;
+        let (status, _) = request(&mut stream, "GET", path, "", "")?;
         samples.push(started.elapsed());
         if status != 200 {
             return Err(format!("{path} answered {status}"));
@@ -149,20 +200,7 @@ fn ms(d: Duration) -> String {
 }
 
 pub fn bench() -> Result<(), String> {
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "stockpile",
-        ]),
-    )?;
-    crate::create_postgres_database(DATABASE);
-    run(Command::new(binary())
-        .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
-        .env("DATABASE_URL", database_url())
-        .env("CACHE_BACKEND", "none")
-        .env("RUST_LOG", "warn"))?;
+    prepare(DATABASE)?;
 
     let mut rows = Vec::new();
     {
@@ -221,19 +259,20 @@ pub fn bench() -> Result<(), String> {
 
 /// The server's peak resident set (`VmHWM`), as Linux reports it.
 fn peak_resident_mib(server: &Server) -> String {
-    std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<f64>().ok())
-                })
-        })
-        .map_or_else(|| "unknown".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
+    memory_kib(server, "VmHWM").map_or_else(
+        || "unknown".into(),
+        |kb| format!("{:.0} MiB", kb as f64 / 1024.0),
+    )
+}
+
+/// One memory figure of the server's `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), in KiB.
+pub(crate) fn memory_kib(server: &Server, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn fetch_status() -> Result<String, String> {
@@ -285,7 +324,7 @@ fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
     Ok((rps, field("50%"), field("99%")))
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -298,6 +337,16 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
+/// Today's date, UTC, as `YYYY-MM-DD`.
+pub(crate) fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// A read's name, its 64-connection (req/s, p50, p99) and its p99 at 4 connections.
 type Throughput = (String, (f64, String, String), String);
 
@@ -307,12 +356,7 @@ fn write_report(
     throughput: &[Throughput],
     peak_resident: &str,
 ) -> Result<(), String> {
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let date = today();
     let mut table = String::from(
         "| read | path | uncached p50 (ms) | uncached p99 (ms) | hit p50 (ms) | hit p99 (ms) |\n|---|---|---:|---:|---:|---:|\n",
     );

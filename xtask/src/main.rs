@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 
 mod bench;
+mod soak;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, ExitCode};
@@ -20,6 +21,10 @@ const TASKS: &[(&str, &str)] = &[
         "bench",
         "uncached and cache-hit latency of every read over PostgreSQL; rewrites docs/benchmarks.md",
     ),
+    (
+        "soak",
+        "mixed read/write load for --minutes N (default 5): throughput, errors, memory growth",
+    ),
     ("layers", "check that crate dependencies point inward only"),
     (
         "ci",
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
         Some("openapi") => openapi(),
         Some("layers") => layers(),
         Some("bench") => bench::bench(),
+        Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
             .and_then(|()| {
                 cargo(&[
