@@ -181,12 +181,25 @@ fn big_upload(marker: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({ "bars": bars })).unwrap_or_default()
 }
 
-/// A temporary directory (the server's working directory and its SQLite file), removed after.
-struct Scratch(PathBuf);
+/// A temporary directory (the server's working directory, and its SQLite file unless
+/// `database` is PostgreSQL), removed after.
+struct Scratch {
+    dir: PathBuf,
+    database: Option<TestDatabase>,
+}
+
+impl Scratch {
+    fn database_url(&self) -> String {
+        self.database.as_ref().map_or_else(
+            || format!("sqlite://{}?mode=rwc", self.dir.join("kill.db").display()),
+            TestDatabase::url,
+        )
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -195,12 +208,9 @@ impl Drop for Scratch {
 fn stockpile(scratch: &Scratch, port: u16) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockpile"));
     command
-        .current_dir(&scratch.0)
+        .current_dir(&scratch.dir)
         .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", scratch.0.join("kill.db").display()),
-        )
+        .env("DATABASE_URL", scratch.database_url())
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("CACHE_BACKEND", "memory")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
@@ -218,12 +228,15 @@ fn spare_port() -> u16 {
         .map_or(0, |a| a.port())
 }
 
-/// A scratch directory whose database `stockpile seed` filled with two stocks and five days,
-/// so that the server does not seed the whole universe on its first start.
-async fn seeded_scratch(purpose: &str) -> Scratch {
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("stockpile-{purpose}-{}", uuid::Uuid::new_v4())));
-    std::fs::create_dir_all(&scratch.0).unwrap();
+/// A scratch directory whose database (`database`, else a SQLite file in it) `stockpile seed`
+/// filled with two stocks and five days, so that the server does not seed the whole universe
+/// on its first start.
+async fn seeded_scratch(purpose: &str, database: Option<TestDatabase>) -> Scratch {
+    let scratch = Scratch {
+        dir: std::env::temp_dir().join(format!("stockpile-{purpose}-{}", uuid::Uuid::new_v4())),
+        database,
+    };
+    std::fs::create_dir_all(&scratch.dir).unwrap();
     let seeded = tokio::time::timeout(
         Duration::from_secs(15),
         stockpile(&scratch, 0)
@@ -298,10 +311,31 @@ async fn bars_at(client: &reqwest::Client, base: &str, ticker: &str, marker: u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none() {
+async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none_over_sqlite() {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let scratch = seeded_scratch("kill").await;
+    let scratch = seeded_scratch("kill", None).await;
+    let probe = WriterProbe::Sqlite(sqlite_write_lock_probe(&scratch).await);
+    killed_during_a_big_upload_keeps_all_or_none(&scratch, &probe).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none_over_postgres() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let Some(database) = TestDatabase::postgres().await else {
+        return;
+    };
+    let scratch = seeded_scratch("kill-pg", Some(database)).await;
+    let probe = WriterProbe::Postgres(
+        sea_orm::Database::connect(scratch.database_url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the probe connection: {e}")),
+    );
+    killed_during_a_big_upload_keeps_all_or_none(&scratch, &probe).await;
+}
+
+/// Three times: an upload, a SIGKILL once the server's transaction has written, a restart;
+/// the upload is then all there or not at all, and an upload acknowledged before stays.
+async fn killed_during_a_big_upload_keeps_all_or_none(scratch: &Scratch, probe: &WriterProbe) {
     let client = reqwest::Client::new();
     let (mut server, mut base) = serve(&scratch).await;
     let list: Value = client
@@ -333,9 +367,8 @@ async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none() {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     eprintln!("a {BIG_UPLOAD}-bar upload took {:?}", started.elapsed());
 
-    // Three times: send an upload with other prices, wait until the server holds SQLite's
-    // write lock (its transaction is open), SIGKILL it, restart it over the same file.
-    let probe = WriteLockProbe::open(&scratch).await;
+    // Three times: send an upload with other prices, wait until the server's transaction has
+    // written, SIGKILL it, restart it over the same database.
     for round in 1..=3_u64 {
         let marker = 1_000 + round;
         let body = big_upload(marker);
@@ -359,10 +392,10 @@ async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none() {
         let answered = String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200");
         assert!(
             in_transaction,
-            "round {round}: the server never took the write lock within 5 s"
+            "round {round}: the server's transaction never wrote within 5 s"
         );
 
-        (server, base) = serve(&scratch).await;
+        (server, base) = serve(scratch).await;
         let kept = bars_at(&client, &base, killed, marker).await;
         eprintln!(
             "round {round}: SIGKILL {:?} after the request, inside the transaction; \
@@ -384,43 +417,64 @@ async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none() {
     }
 }
 
-/// A connection of the test's own to the server's SQLite file, to see when the server holds
-/// the write lock: `BEGIN IMMEDIATE` with no busy timeout fails exactly while another
-/// connection has a write transaction open.
-struct WriteLockProbe(sea_orm::DatabaseConnection);
+/// A connection of the test's own to the server's database, to see when the server's upload
+/// transaction has written:
+/// - SQLite: `BEGIN IMMEDIATE` with no busy timeout fails exactly while another connection
+///   holds the write lock;
+/// - PostgreSQL: another backend of the database has a transaction id, which a transaction
+///   gets at its first write.
+enum WriterProbe {
+    Sqlite(sea_orm::DatabaseConnection),
+    Postgres(sea_orm::DatabaseConnection),
+}
 
-impl WriteLockProbe {
-    async fn open(scratch: &Scratch) -> Self {
-        use sea_orm::sqlx::sqlite::SqliteJournalMode;
-        let mut options = sea_orm::ConnectOptions::new(format!(
-            "sqlite://{}",
-            scratch.0.join("kill.db").display()
-        ));
-        // One connection, so that BEGIN and ROLLBACK run on the same one.
-        options
-            .max_connections(1)
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|sqlite| {
-                sqlite
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::ZERO)
-            });
-        Self(
-            sea_orm::Database::connect(options)
-                .await
-                .unwrap_or_else(|e| panic!("cannot open the probe connection: {e}")),
-        )
-    }
+async fn sqlite_write_lock_probe(scratch: &Scratch) -> sea_orm::DatabaseConnection {
+    use sea_orm::sqlx::sqlite::SqliteJournalMode;
+    let mut options = sea_orm::ConnectOptions::new(format!(
+        "sqlite://{}",
+        scratch.dir.join("kill.db").display()
+    ));
+    // One connection, so that BEGIN and ROLLBACK run on the same one.
+    options
+        .max_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::ZERO)
+        });
+    sea_orm::Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the probe connection: {e}"))
+}
 
-    /// True as soon as another connection holds the write lock; false if none did in time.
+impl WriterProbe {
+    /// True as soon as another connection has a write transaction open; false if none did in
+    /// time.
     async fn wait_for_writer(&self, within: Duration) -> bool {
         use sea_orm::ConnectionTrait;
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.0.execute_unprepared("BEGIN IMMEDIATE").await.is_err() {
+            let writing = match self {
+                Self::Sqlite(db) => {
+                    let locked = db.execute_unprepared("BEGIN IMMEDIATE").await.is_err();
+                    if !locked {
+                        let _ = db.execute_unprepared("ROLLBACK").await;
+                    }
+                    locked
+                }
+                Self::Postgres(db) => db
+                    .query_one(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        "SELECT 1 AS writing FROM pg_stat_activity WHERE datname = current_database() \
+                         AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL",
+                    ))
+                    .await
+                    .is_ok_and(|row| row.is_some()),
+            };
+            if writing {
                 return true;
             }
-            let _ = self.0.execute_unprepared("ROLLBACK").await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         false
@@ -433,7 +487,7 @@ impl WriteLockProbe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_then_exits() {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let scratch = seeded_scratch("term").await;
+    let scratch = seeded_scratch("term", None).await;
     let (mut server, base) = serve(&scratch).await;
     let addr = base.trim_start_matches("http://").to_owned();
 

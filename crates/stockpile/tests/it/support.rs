@@ -57,7 +57,7 @@ impl TestDatabase {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
             Self::Postgres { admin_url, name } => match admin_url.rsplit_once('/') {
