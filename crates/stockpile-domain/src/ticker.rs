@@ -24,7 +24,9 @@ impl Ticker {
     /// # Errors
     /// [`TickerError`] when the text is empty, too long or has a character outside the set.
     pub fn parse(raw: &str) -> Result<Self, TickerError> {
-        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+        // Characters, not bytes: a short ticker with a non-ASCII letter is refused for that
+        // letter, not as too long.
+        if !(1..=Self::MAX_LEN).contains(&raw.chars().count()) {
             return Err(TickerError::Length);
         }
         let mut chars = raw.chars();
@@ -85,6 +87,14 @@ mod tests {
         for good in ["A", "1", "ABCDEFGHIJ", "BF-B", "9.9"] {
             assert!(Ticker::parse(good).is_ok(), "{good:?} should be accepted");
         }
+    }
+
+    #[test]
+    fn the_length_is_counted_in_characters_not_bytes() {
+        // Found by fuzzing: ten characters in eleven bytes were refused as too long.
+        assert_eq!(Ticker::parse("ÄÄÄÄÄÄ"), Err(TickerError::Characters));
+        assert_eq!(Ticker::parse("ABCDEFGHIÄ"), Err(TickerError::Characters));
+        assert_eq!(Ticker::parse("ABCDEFGHIJÄ"), Err(TickerError::Length));
     }
 
     #[test]
