@@ -103,19 +103,18 @@ fn units_to_f64(units: i64, scale: i64) -> f64 {
 /// Never for a non-zero denominator; callers pass prices, which are positive.
 pub fn round_ratio_half_away(numerator: i128, denominator: i128) -> i64 {
     debug_assert!(denominator != 0);
-    let (n, d) = if denominator < 0 {
-        (-numerator, -denominator)
-    } else {
-        (numerator, denominator)
-    };
-    let quotient = n / d;
-    let remainder = n % d;
-    let rounded = if 2 * remainder.abs() >= d {
-        quotient + n.signum()
-    } else {
-        quotient
-    };
-    i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX })
+    // On magnitudes, so that no step overflows whatever the operands (`i128::MIN` included).
+    let (n, d) = (numerator.unsigned_abs(), denominator.unsigned_abs());
+    let (quotient, remainder) = (n / d, n % d);
+    // `remainder ≥ d − remainder` is `2 × remainder ≥ d` without the doubling.
+    let magnitude = quotient + u128::from(remainder >= d - remainder);
+    let negative = (numerator < 0) != (denominator < 0);
+    let saturated = if negative { i64::MIN } else { i64::MAX };
+    i128::try_from(magnitude)
+        .ok()
+        .map(|m| if negative { -m } else { m })
+        .and_then(|rounded| i64::try_from(rounded).ok())
+        .unwrap_or(saturated)
 }
 
 /// A percentage held in hundredths (`1234` is 12.34 %).
@@ -182,6 +181,23 @@ mod tests {
         assert_eq!(round_ratio_half_away(4, 3), 1);
         assert_eq!(round_ratio_half_away(-4, 3), -1);
         assert_eq!(round_ratio_half_away(0, 7), 0);
+    }
+
+    #[test]
+    fn ratios_of_huge_operands_neither_overflow_nor_panic() {
+        // Found by fuzzing: doubling the remainder overflowed i128 (a panic in debug builds).
+        assert_eq!(
+            round_ratio_half_away(
+                -133_444_057_505_426_801_890_794_324_922_839_884_901,
+                -133_444_065_459_191_554_299_362_608_741_899_068_517
+            ),
+            1
+        );
+        assert_eq!(round_ratio_half_away(i128::MIN, -1), i64::MAX);
+        assert_eq!(round_ratio_half_away(i128::MIN, 1), i64::MIN);
+        assert_eq!(round_ratio_half_away(i128::MIN, i128::MIN), 1);
+        assert_eq!(round_ratio_half_away(i128::MAX, i128::MIN), -1);
+        assert_eq!(round_ratio_half_away(-3, i128::MAX), 0);
     }
 
     #[test]
