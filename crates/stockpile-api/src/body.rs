@@ -80,9 +80,30 @@ async fn read_limited(mut payload: web::Payload) -> Result<web::BytesMut, ApiErr
 /// # Errors
 /// [`ApiError::MalformedBody`].
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let malformed = |e: &dyn std::fmt::Display| {
         ApiError::MalformedBody(format!("the body is not valid for this endpoint: {e}"))
-    })
+    };
+    // serde would also read a struct from an array of its fields in order (`["stocks:*"]`);
+    // every body of the contract is an object.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(malformed(&"expected a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| malformed(&e))
+}
+
+/// The bars of an upload, each of which must be a JSON object (see [`parse_json`]).
+fn bar_objects<'de, D>(deserializer: D) -> Result<Vec<PriceBarBody>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Vec::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+        .into_iter()
+        .map(|bar| serde_json::from_value(serde_json::Value::Object(bar)))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
 }
 
 /// The body of `PUT /api/stocks/{ticker}`.
@@ -136,6 +157,7 @@ impl StockProfileBody {
 pub struct PriceUploadBody {
     /// 1–10,000 bars, one per date, none after today (UTC).
     #[schema(min_items = 1, max_items = 10000)]
+    #[serde(deserialize_with = "bar_objects")]
     pub bars: Vec<PriceBarBody>,
 }
 
@@ -199,20 +221,37 @@ impl PriceBarBody {
         let high = price("high", self.high);
         let low = price("low", self.low);
         let close = price("close", self.close);
-        let (Some(date), Some(open), Some(high), Some(low), Some(close)) =
-            (date, open, high, low, close)
-        else {
-            return Err(errors);
-        };
-        PriceBar::new(date, open, high, low, close, self.volume).map_err(|e| {
-            // Name the field a client would fix: the volume, or the bound that is crossed.
-            let name = match e {
-                BarError::NegativeVolume => "volume",
-                BarError::Inconsistent if low > open || low > close => "low",
-                BarError::Inconsistent => "high",
+        // Each rule is judged on its own, so that a bad date or price hides no other problem.
+        if let (Some(open), Some(high), Some(low), Some(close)) = (open, high, low, close) {
+            // Name the bound a client would fix: the low when it is above open or close.
+            let crossed = if low > open || low > close {
+                Some("low")
+            } else if open > high || close > high {
+                Some("high")
+            } else {
+                None
             };
-            vec![FieldError::new(field(name), e.to_string())]
-        })
+            if let Some(name) = crossed {
+                errors.push(FieldError::new(
+                    field(name),
+                    BarError::Inconsistent.to_string(),
+                ));
+            }
+        }
+        if self.volume < 0 {
+            errors.push(FieldError::new(
+                field("volume"),
+                BarError::NegativeVolume.to_string(),
+            ));
+        }
+        match (date, open, high, low, close) {
+            (Some(date), Some(open), Some(high), Some(low), Some(close)) if errors.is_empty() => {
+                // Both rules of `PriceBar::new` passed above, so this is never an error.
+                PriceBar::new(date, open, high, low, close, self.volume)
+                    .map_err(|e| vec![FieldError::new(format!("bars[{index}]"), e.to_string())])
+            }
+            _ => Err(errors),
+        }
     }
 }
 
@@ -265,6 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn one_bad_field_hides_no_other() {
+        // Found by fuzzing: a bad date hid prices that contradict each other, and a bad price
+        // hid a negative volume.
+        let mut undated = bar(1.0, 2.0, 3.0, 1.5, 10);
+        undated.date = String::new();
+        let body = PriceUploadBody {
+            bars: vec![
+                undated,
+                bar(0.0, 2.0, 0.5, 1.5, -1),
+                bar(1.0, 0.9, 0.5, 0.8, -1),
+            ],
+        };
+        assert_eq!(
+            fields(body.try_into_domain()),
+            [
+                "bars[0].date",
+                "bars[0].low",
+                "bars[1].open",
+                "bars[1].volume",
+                "bars[2].high",
+                "bars[2].volume"
+            ]
+        );
+    }
+
+    #[test]
     fn prices_are_rounded_before_the_checks() {
         let body = PriceUploadBody {
             bars: vec![bar(1.00005, 1.00005, 1.00005, 1.00005, 0)],
@@ -287,6 +352,19 @@ mod tests {
         let ok =
             r#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":100}]}"#;
         assert!(serde_json::from_str::<PriceUploadBody>(ok).is_ok());
+    }
+
+    #[test]
+    fn bodies_are_objects_not_arrays_of_fields() {
+        use crate::handlers::cache_admin::InvalidateBody;
+        // Found by fuzzing: serde reads a struct from an array of its fields in order too.
+        assert!(parse_json::<InvalidateBody>(br#"{"pattern":"stocks:*"}"#).is_ok());
+        assert!(parse_json::<InvalidateBody>(br#" ["stocks:*"]"#).is_err());
+        assert!(parse_json::<StockProfileBody>(br#"["A","X","Y",null,null,1]"#).is_err());
+        let bar = r#"{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1}"#;
+        assert!(parse_json::<PriceUploadBody>(format!(r#"{{"bars":[{bar}]}}"#).as_bytes()).is_ok());
+        assert!(parse_json::<PriceUploadBody>(br#"{"bars":[["2025-01-02",1,1,1,1,1]]}"#).is_err());
+        assert!(parse_json::<PriceUploadBody>(br#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1,"x":0}]}"#).is_err());
     }
 
     #[test]
