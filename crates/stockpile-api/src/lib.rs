@@ -20,6 +20,9 @@
 mod auth;
 mod body;
 mod conditional;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod http_metrics;
 mod middleware;

@@ -6,5 +6,6 @@ mod glob;
 mod memory;
 mod null_and_settings;
 mod redis;
+mod redis_glob;
 mod support;
 mod tiered;
