@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 
 mod bench;
+mod fuzz;
 mod soak;
 
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +26,10 @@ const TASKS: &[(&str, &str)] = &[
         "soak",
         "mixed read/write load for --minutes N (default 5): throughput, errors, memory growth",
     ),
+    (
+        "fuzz",
+        "every fuzz target (or the one named) for --seconds N each (default 60), on nightly",
+    ),
     ("layers", "check that crate dependencies point inward only"),
     (
         "ci",
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Some("layers") => layers(),
         Some("bench") => bench::bench(),
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
             .and_then(|()| {
                 cargo(&[
