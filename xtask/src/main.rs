@@ -20,7 +20,7 @@ const TASKS: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "uncached and cache-hit latency of every read over PostgreSQL; rewrites docs/benchmarks.md",
+        "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput; rewrites docs/benchmarks.md",
     ),
     (
         "soak",
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Some("test") => cargo(&["test", "--workspace"]),
         Some("openapi") => openapi(),
         Some("layers") => layers(),
-        Some("bench") => bench::bench(),
+        Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])

@@ -337,7 +337,7 @@ async fn a_server_killed_during_a_big_upload_keeps_all_of_it_or_none_over_postgr
 /// the upload is then all there or not at all, and an upload acknowledged before stays.
 async fn killed_during_a_big_upload_keeps_all_or_none(scratch: &Scratch, probe: &WriterProbe) {
     let client = reqwest::Client::new();
-    let (mut server, mut base) = serve(&scratch).await;
+    let (mut server, mut base) = serve(scratch).await;
     let list: Value = client
         .get(format!("{base}/api/stocks"))
         .send()
