@@ -234,16 +234,30 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// p50 and p99 of `REQUESTS` sequential requests, after a few to warm up.
 fn measure(path: &str) -> Result<(Duration, Duration), String> {
-    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut stream = BufReader::new(stream);
+    let mut stream = connect()?;
     for _ in 0..5 {
         request(&mut stream, "GET", path, "", "")?;
     }
-    let mut samples = Vec::with_capacity(REQUESTS);
-    for _ in 0..REQUESTS {
+    time_each(&mut stream, &vec![path.to_owned(); REQUESTS])
+}
+
+/// A keep-alive connection to the server, with Nagle off so that each request leaves at once.
+fn connect() -> Result<BufReader<TcpStream>, String> {
+    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(BufReader::new(stream))
+}
+
+/// p50 and p99 of one request to each of `paths`, one after another on `stream`; any answer
+/// but 200 fails the measurement.
+fn time_each(
+    stream: &mut BufReader<TcpStream>,
+    paths: &[String],
+) -> Result<(Duration, Duration), String> {
+    let mut samples = Vec::with_capacity(paths.len());
+    for path in paths {
         let started = Instant::now();
-        let (status, _) = request(&mut stream, "GET", path, "", "")?;
+        let (status, _) = request(stream, "GET", path, "", "")?;
         samples.push(started.elapsed());
         if status != 200 {
             return Err(format!("{path} answered {status}"));
@@ -278,7 +292,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         let _server = start(scale, "memory", "5")?;
         let mut cold = Vec::new();
         for (family, paths) in cold_paths()? {
-            let (p50, p99) = measure_each(&paths)?;
+            let (p50, p99) = time_each(&mut connect()?, &paths)?;
             println!(
                 "cold miss {family:<33} p50 {:>7} ms  p99 {:>7} ms  ({} keys)",
                 ms(p50),
@@ -351,8 +365,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
 /// every size, the details and histories of as many tickers, movers and leaderboards of every
 /// metric or period and limit.
 fn cold_paths() -> Result<Vec<(&'static str, Vec<String>)>, String> {
-    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    let mut stream = BufReader::new(stream);
+    let mut stream = connect()?;
     // Sorted by name: a key of its own, so that no list page below is warm.
     let (status, body) = request(
         &mut stream,
@@ -415,24 +428,6 @@ fn cold_paths() -> Result<Vec<(&'static str, Vec<String>)>, String> {
             ),
         ),
     ])
-}
-
-/// p50 and p99 of one request to each of `paths`, one after another on one connection.
-fn measure_each(paths: &[String]) -> Result<(Duration, Duration), String> {
-    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut stream = BufReader::new(stream);
-    let mut samples = Vec::with_capacity(paths.len());
-    for path in paths {
-        let started = Instant::now();
-        let (status, _) = request(&mut stream, "GET", path, "", "")?;
-        samples.push(started.elapsed());
-        if status != 200 {
-            return Err(format!("{path} answered {status}"));
-        }
-    }
-    samples.sort();
-    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 
 fn ensure_on_redis() -> Result<(), String> {

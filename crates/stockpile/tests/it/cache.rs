@@ -19,6 +19,11 @@ const PATHS: &[&str] = &[
     "/api/stocks/leaderboard/top?period=1m",
 ];
 
+/// The command timeout of the Redis-outage test: the server shares 2 cores with 32 client
+/// connections, and a live Redis must not be mistaken for a dead one because a command waited
+/// for CPU. A dead Redis refuses at once anyway.
+const OUTAGE_COMMAND_TIMEOUT_MS: u64 = 500;
+
 async fn wait_for_backend(app: &TestApp, backend: &str, within: Duration) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
@@ -41,9 +46,7 @@ async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale
     settings.cache_backend = CacheBackendSetting::Auto;
     settings.redis_url = Some(serde_json::from_value::<ConnectionUrl>(redis.url().into()).unwrap());
     settings.cache_key_prefix = format!("e2e-{}:", uuid::Uuid::new_v4().simple());
-    // The server shares 2 cores with 32 client connections: a live Redis must not be mistaken
-    // for a dead one because a command waited for CPU. A dead Redis refuses at once anyway.
-    settings.redis_command_timeout_ms = 500;
+    settings.redis_command_timeout_ms = OUTAGE_COMMAND_TIMEOUT_MS;
     let app = TestApp::spawn_with(settings, database, 12, 40).await;
 
     let status = app.json("/api/cache/status").await;
@@ -60,45 +63,14 @@ async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale
         "HIT"
     );
 
-    // 32 connections read for three seconds; Redis dies after one.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let readers: Vec<_> = (0..32)
-        .map(|i| {
-            let (client, base) = (app.client.clone(), app.base.clone());
-            tokio::spawn(async move {
-                let mut statuses = Vec::new();
-                let mut n = i;
-                while Instant::now() < deadline {
-                    let path = PATHS[n % PATHS.len()];
-                    n += 1;
-                    let status = client
-                        .get(format!("{base}{path}"))
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .unwrap_or(0);
-                    statuses.push(status);
-                }
-                statuses
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.kill();
-    let mut answered = 0;
-    for reader in readers {
-        for status in reader.await.unwrap() {
-            assert!(
-                (200..300).contains(&status),
-                "a request answered {status} while Redis went away"
-            );
-            answered += 1;
-        }
-    }
-    assert!(
-        answered > 100,
-        "the load generator sent only {answered} requests"
-    );
+    // 32 connections read for three seconds; Redis dies after one. A dead Redis refuses at
+    // once, so no answer should take much more than the command timeout.
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.kill();
+    };
+    let bound = Duration::from_millis(OUTAGE_COMMAND_TIMEOUT_MS + 750);
+    tokio::join!(load_within(&app, 3, bound, "stopped"), kill);
 
     let status = app.json("/api/cache/status").await;
     assert_eq!(
