@@ -11,9 +11,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use oracles::{iso_date, Decimal, MAX_PRICE_UNITS};
+use oracles::{assert_holds_together, iso_date, Decimal, MAX_PRICE_UNITS};
 use stockpile_api::fuzzing::{price_upload_body, ApiError};
-use stockpile_domain::PriceBar;
 
 #[derive(Debug, Arbitrary)]
 enum Input {
@@ -81,20 +80,6 @@ impl Date {
             Self::Text(text) => text.clone(),
         }
     }
-}
-
-/// Every bar that comes out of an upload holds together.
-fn assert_holds_together(bar: &PriceBar) {
-    assert!(
-        bar.low() <= bar.open() && bar.low() <= bar.close(),
-        "{bar:?}"
-    );
-    assert!(
-        bar.open() <= bar.high() && bar.close() <= bar.high(),
-        "{bar:?}"
-    );
-    assert!(bar.low().units() > 0, "{bar:?}");
-    assert!(bar.volume() >= 0, "{bar:?}");
 }
 
 /// The fields the contract refuses in one bar, in field order; `None` when a price has more
@@ -169,22 +154,17 @@ fn check_built(bars: &[Bar]) {
             for (bar, sent) in accepted.iter().zip(bars) {
                 assert_holds_together(bar);
                 assert_eq!(Some(bar.date()), iso_date(&sent.date.text()));
-                assert_eq!(
-                    Ok(Some(u128::from(bar.open().units().unsigned_abs()))),
-                    sent.open.units()
-                );
-                assert_eq!(
-                    Ok(Some(u128::from(bar.high().units().unsigned_abs()))),
-                    sent.high.units()
-                );
-                assert_eq!(
-                    Ok(Some(u128::from(bar.low().units().unsigned_abs()))),
-                    sent.low.units()
-                );
-                assert_eq!(
-                    Ok(Some(u128::from(bar.close().units().unsigned_abs()))),
-                    sent.close.units()
-                );
+                for (stored, written) in [
+                    (bar.open(), &sent.open),
+                    (bar.high(), &sent.high),
+                    (bar.low(), &sent.low),
+                    (bar.close(), &sent.close),
+                ] {
+                    assert_eq!(
+                        Ok(Some(u128::from(stored.units().unsigned_abs()))),
+                        written.units()
+                    );
+                }
                 assert_eq!(bar.volume(), sent.volume);
             }
         }

@@ -2,6 +2,7 @@
 //! decimals, computed exactly and apart from the code under test.
 
 use chrono::NaiveDate;
+use stockpile_domain::PriceBar;
 
 /// The largest price in ten-thousandths (1,000,000,000).
 pub const MAX_PRICE_UNITS: u128 = 10_000_000_000_000;
@@ -81,4 +82,17 @@ impl Decimal {
             || (remainder == divisor - remainder && quotient % 2 == 1);
         Some(quotient + u128::from(round_up))
     }
+}
+
+/// A bar holds together: low ≤ open, close ≤ high, and its prices are positive.
+pub fn assert_holds_together(bar: &PriceBar) {
+    assert!(
+        bar.low() <= bar.open() && bar.low() <= bar.close(),
+        "{bar:?}"
+    );
+    assert!(
+        bar.open() <= bar.high() && bar.close() <= bar.high(),
+        "{bar:?}"
+    );
+    assert!(bar.low().units() > 0, "{bar:?}");
 }
