@@ -91,8 +91,12 @@ impl CachePolicy {
     }
 }
 
-/// A stored entry. Encoded with a magic and version so that an entry from another version,
-/// or a truncated one, is recognised and treated as a miss.
+/// A stored entry. Encoded with a magic and version so that an entry from another version is
+/// recognised and treated as a miss, and with the body's length so that a truncated one is.
+///
+/// A hit does not hash the body again: the length catches what a cache can do to a value (cut
+/// it short, or hand back another version's layout), and re-hashing 25 KB on every hit cost
+/// more CPU than any other step of a first-tier hit (see `docs/benchmarks.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     stored_at_ms: u64,
@@ -101,37 +105,40 @@ struct Entry {
     body: Bytes,
 }
 
-const ENTRY_MAGIC: &[u8; 4] = b"SPE1";
+const ENTRY_MAGIC: &[u8; 4] = b"SPE2";
+
+/// Magic, two timestamps, the ETag's length and the body's length.
+const ENTRY_HEADER_LEN: usize = 4 + 8 + 8 + 2 + 4;
 
 impl Entry {
     fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(4 + 16 + 2 + self.etag.len() + self.body.len());
+        let mut out = BytesMut::with_capacity(ENTRY_HEADER_LEN + self.etag.len() + self.body.len());
         out.put_slice(ENTRY_MAGIC);
         out.put_u64(self.stored_at_ms);
         out.put_u64(self.fresh_until_ms);
         out.put_u16(u16::try_from(self.etag.len()).unwrap_or(0));
+        // Bodies are bounded far below 4 GiB (a page of 200 stocks, 20 years of bars); a body
+        // past it would decode as truncated, a miss, never as another body.
+        out.put_u32(u32::try_from(self.body.len()).unwrap_or(u32::MAX));
         out.put_slice(self.etag.as_bytes());
         out.put_slice(&self.body);
         out.freeze()
     }
 
     fn decode(mut raw: Bytes) -> Option<Self> {
-        if raw.len() < 22 || &raw[..4] != ENTRY_MAGIC {
+        if raw.len() < ENTRY_HEADER_LEN || &raw[..4] != ENTRY_MAGIC {
             return None;
         }
         raw.advance(4);
         let stored_at_ms = raw.get_u64();
         let fresh_until_ms = raw.get_u64();
         let etag_len = usize::from(raw.get_u16());
-        if raw.len() < etag_len {
+        let body_len = usize::try_from(raw.get_u32()).ok()?;
+        if raw.len() != etag_len.checked_add(body_len)? {
             return None;
         }
         let etag = std::str::from_utf8(&raw[..etag_len]).ok()?.into();
         raw.advance(etag_len);
-        // A body whose hash no longer matches was cut short or overwritten.
-        if etag_of(&raw) != etag {
-            return None;
-        }
         Some(Self {
             stored_at_ms,
             fresh_until_ms,
