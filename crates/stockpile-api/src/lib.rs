@@ -105,7 +105,13 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A resource answering each listed method with its route, and any other method with 405
 /// and an `Allow` header built from the same list, so the two cannot drift apart.
-fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
+/// A resource at `path` that labels its requests with the route template for `/metrics` and
+/// the log (see [`middleware::RouteTemplate`]).
+fn labelled(path: &'static str) -> Resource {
+    web::resource(path).app_data(middleware::RouteTemplate(path))
+}
+
+fn resource(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
     let allow = routes
         .iter()
         .map(|(method, _)| method.as_str())
@@ -113,7 +119,7 @@ fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
         .join(", ");
     let resource = routes
         .into_iter()
-        .fold(web::resource(path), |resource, (method, route)| {
+        .fold(labelled(path), |resource, (method, route)| {
             resource.route(route.method(method))
         });
     resource.default_service(web::to(move |req: HttpRequest| {
@@ -138,12 +144,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
             web::to(reads::list_stocks_trailing_slash),
         ))
         .service(
-            web::resource("/api/stocks/top")
+            labelled("/api/stocks/top")
                 .guard(guard::Get())
                 .to(reads::top_movers),
         )
         .service(
-            web::resource("/api/stocks/leaderboard/top")
+            labelled("/api/stocks/leaderboard/top")
                 .guard(guard::Get())
                 .to(reads::leaderboard),
         )
