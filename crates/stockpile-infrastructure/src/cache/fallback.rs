@@ -249,9 +249,11 @@ impl Shared {
         self.on_redis.load(Ordering::SeqCst)
     }
 
-    /// Whether memory may serve as the first tier now.
+    /// Whether memory may serve as the first tier now. Never with `CACHE_LOCAL_TTL=0`: an
+    /// entry would expire as it is filled, so looking in memory and filling it would only
+    /// add a lookup, an insert and a `PTTL` to every Redis hit.
     fn first_tier(&self) -> bool {
-        self.subscribed.load(Ordering::SeqCst)
+        !self.memory.keeps_nothing() && self.subscribed.load(Ordering::SeqCst)
     }
 
     fn epoch(&self) -> u64 {

@@ -92,6 +92,11 @@ impl MemoryCache {
         self
     }
 
+    /// Whether every entry would expire as it is stored (a lifetime cap of zero).
+    pub(crate) fn keeps_nothing(&self) -> bool {
+        self.max_ttl.is_some_and(|cap| cap.is_zero())
+    }
+
     /// Applies pending evictions and expirations now. moka applies them in batches, so until
     /// then the entry count and the bytes held may briefly exceed the bound.
     pub async fn run_pending_tasks(&self) {

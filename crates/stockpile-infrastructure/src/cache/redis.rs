@@ -6,9 +6,11 @@
 //! blocks the server for the whole keyspace, and the flushes would take other applications'
 //! keys with ours.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +22,7 @@ use bb8_redis::redis::{
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use tokio::runtime::RuntimeFlavor;
 
 use super::{glob, LONGEST_TTL};
 
@@ -187,6 +190,12 @@ struct Connection {
     broken: Arc<AtomicBool>,
 }
 
+/// A worker thread's connection, or the note that one of its tasks is opening it.
+enum WorkerConnection {
+    Opening,
+    Open(Connection),
+}
+
 /// Opens connections with the cache's own timeouts. `bb8_redis::RedisConnectionManager`
 /// cannot be used as it is: it never reports a connection as broken, and it opens
 /// connections with the client's default timeouts (a second to connect), so a black-holed
@@ -229,8 +238,13 @@ pub struct RedisCache {
     /// every command as unavailability rather than failing startup, like a dead Redis.
     pool: Result<bb8::Pool<Manager>, String>,
     /// The client the pool connects with, kept to open the pub/sub connection of the first
-    /// tier's invalidations (`None` with the pool's error).
+    /// tier's invalidations and the worker connections (`None` with the pool's error).
     client: Option<redis::Client>,
+    /// How the pool's connections are opened; the worker connections are opened the same way.
+    connection_config: AsyncConnectionConfig,
+    /// One connection per single-threaded runtime's thread (actix-web's workers); see
+    /// [`RedisCache::worker_connection`].
+    worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
     /// The longest wait for a new connection.
     connect_timeout: Duration,
     key_prefix: String,
@@ -290,12 +304,13 @@ impl RedisCache {
         let connect_timeout = settings.connect_timeout.max(Duration::from_millis(1));
         let pool_size = settings.pool_size.max(1);
         let mut pubsub_client = None;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout));
         let pool = match redis::Client::open(settings.url.as_str()) {
             Ok(client) => {
                 pubsub_client = Some(client.clone());
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(settings.command_timeout));
+                let config = config.clone();
                 Ok(bb8::Pool::builder()
                     .max_size(pool_size)
                     .connection_timeout(connect_timeout)
@@ -319,6 +334,8 @@ impl RedisCache {
         Self {
             pool,
             client: pubsub_client,
+            connection_config: config,
+            worker_connections: Mutex::new(HashMap::new()),
             connect_timeout,
             match_prefix: glob::escape(&settings.key_prefix),
             key_prefix: settings.key_prefix.clone(),
@@ -355,17 +372,23 @@ impl RedisCache {
         };
         let mut attempt = 0;
         loop {
-            let pooled = match tokio::time::timeout_at(deadline, pool.get()).await {
-                Ok(Ok(pooled)) => pooled,
-                Ok(Err(e)) => return Err(self.unavailable(&format!("no connection: {e}"))),
-                Err(_) => return Err(timed_out()),
+            let (mut conn, broken) = match self.worker_connection(deadline).await {
+                Some(Ok(lent)) => lent,
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let pooled = match tokio::time::timeout_at(deadline, pool.get()).await {
+                        Ok(Ok(pooled)) => pooled,
+                        Ok(Err(e)) => return Err(self.unavailable(&format!("no connection: {e}"))),
+                        Err(_) => return Err(timed_out()),
+                    };
+                    if pooled.broken.load(Ordering::Relaxed) {
+                        // Marked by another command after it was returned; dropping it here
+                        // discards it.
+                        continue;
+                    }
+                    (pooled.inner.clone(), Arc::clone(&pooled.broken))
+                }
             };
-            if pooled.broken.load(Ordering::Relaxed) {
-                // Marked by another command after it was returned; dropping it here discards it.
-                continue;
-            }
-            let (mut conn, broken) = (pooled.inner.clone(), Arc::clone(&pooled.broken));
-            drop(pooled);
             match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => {
@@ -387,6 +410,68 @@ impl RedisCache {
                     broken.store(true, Ordering::Relaxed);
                     return Err(timed_out());
                 }
+            }
+        }
+    }
+
+    /// This thread's own connection, opened on first use, when the thread runs a
+    /// single-threaded runtime (each actix-web worker does); `None` elsewhere, and while another
+    /// task of this thread is opening it, for the pool to serve instead.
+    ///
+    /// A pooled connection's I/O is driven by a task of the runtime that opened it, so on a
+    /// worker every command crossed threads twice: to that task and back with the answer.
+    /// Opened on the worker, the connection's task runs beside the requests that use it, and a
+    /// Redis hit costs no thread switch (see `docs/benchmarks.md`). Its commands still pipeline
+    /// over one socket, so a worker needs one.
+    async fn worker_connection(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<(MultiplexedConnection, Arc<AtomicBool>), CacheError>> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let client = self.client.as_ref().filter(|_| on_worker)?;
+        let thread = std::thread::current().id();
+        {
+            let mut connections = self
+                .worker_connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match connections.get(&thread) {
+                Some(WorkerConnection::Open(open)) if !open.broken.load(Ordering::Relaxed) => {
+                    return Some(Ok((open.inner.clone(), Arc::clone(&open.broken))));
+                }
+                Some(WorkerConnection::Opening) => return None,
+                Some(WorkerConnection::Open(_)) | None => {
+                    connections.insert(thread, WorkerConnection::Opening);
+                }
+            }
+        }
+        let opened = tokio::time::timeout_at(
+            deadline,
+            client.get_multiplexed_async_connection_with_config(&self.connection_config),
+        )
+        .await;
+        let mut connections = self
+            .worker_connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match opened {
+            Ok(Ok(inner)) => {
+                let broken = Arc::new(AtomicBool::new(false));
+                let lent = (inner.clone(), Arc::clone(&broken));
+                connections.insert(thread, WorkerConnection::Open(Connection { inner, broken }));
+                Some(Ok(lent))
+            }
+            Ok(Err(e)) => {
+                connections.remove(&thread);
+                Some(Err(self.unavailable(&format!("no connection: {e}"))))
+            }
+            Err(_) => {
+                connections.remove(&thread);
+                Some(Err(self.unavailable(&format!(
+                    "no connection within {} ms",
+                    self.command_timeout.as_millis()
+                ))))
             }
         }
     }

@@ -1,12 +1,13 @@
 //! The Redis cache against the real Redis at `REDIS_URL`; each test under its own prefix.
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use bytes::Bytes;
 use stockpile_application::ports::Cache;
 use stockpile_infrastructure::{MemoryCache, RedisCache};
 
-use super::support::{Monitor, RedisTest};
+use super::support::{connect, settings, Monitor, RedisServer, RedisTest};
 
 async fn put(cache: &RedisCache, key: &str, retain_for: Duration) {
     cache
@@ -305,4 +306,84 @@ async fn many_concurrent_commands_share_a_small_pool_without_waiting_for_it() {
         assert_eq!(value, Some(Bytes::from("value of stocks:detail:AAPL")));
     }
     redis.cleanup().await;
+}
+
+/// The number of clients connected to the Redis at `url`, the asking one included.
+async fn connected_clients(url: &str) -> usize {
+    let mut conn = connect(url).await.expect("Redis answers");
+    let list: String = bb8_redis::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT LIST");
+    list.lines().count()
+}
+
+/// Each thread running a single-threaded runtime (an actix-web worker) reads through a
+/// connection of its own, driven by that runtime, and opens a new one by itself once Redis
+/// has restarted under it.
+#[test]
+fn each_worker_thread_reads_through_its_own_connection_and_replaces_it_after_a_restart() {
+    let main = tokio::runtime::Runtime::new().expect("a runtime");
+    let Some(mut server) = main.block_on(RedisServer::start()) else {
+        return;
+    };
+    let url = server.url();
+    let cache = {
+        let _runtime = main.enter();
+        Arc::new(RedisCache::new(&settings(&url, "workers:")))
+    };
+    // From the multi-threaded runtime: through the pool, which opens one connection.
+    main.block_on(put(&cache, "k", Duration::from_secs(60)));
+    let expected = Some(Bytes::from("value of k"));
+
+    let barrier = Arc::new(Barrier::new(3));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, barrier, expected) =
+                (Arc::clone(&cache), Arc::clone(&barrier), expected.clone());
+            std::thread::spawn(move || {
+                let worker = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                let read_all = || {
+                    worker.block_on(async {
+                        for _ in 0..50 {
+                            assert_eq!(cache.get("k").await, Ok(expected.clone()));
+                        }
+                    });
+                };
+                read_all();
+                barrier.wait(); // counted
+                barrier.wait(); // Redis restarted, and `k` stored again
+                                // The dead connection is found out by the first command that uses it; by
+                                // the second at the latest the thread reads through a new one.
+                let _ = worker.block_on(cache.get("k"));
+                read_all();
+                barrier.wait(); // read again
+                barrier.wait(); // counted again: the runtime, and its connection, may go
+            })
+        })
+        .collect();
+
+    barrier.wait();
+    // The test's own, the pool's and one per worker thread.
+    assert_eq!(main.block_on(connected_clients(&url)), 4);
+    main.block_on(async {
+        server.kill().await;
+        assert!(server.restart().await, "redis-server did not come back");
+        // The pool's connection died too: the first put may find that out.
+        let _ = cache
+            .put("k", Bytes::from("value of k"), Duration::from_secs(60))
+            .await;
+        put(&cache, "k", Duration::from_secs(60)).await;
+    });
+    barrier.wait();
+    barrier.wait();
+    assert_eq!(main.block_on(connected_clients(&url)), 4);
+    barrier.wait();
+    for worker in workers {
+        worker.join().expect("every read of the worker succeeded");
+    }
 }

@@ -196,6 +196,29 @@ async fn the_first_tier_serves_without_a_round_trip_for_at_most_the_local_ttl() 
     redis.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_local_ttl_of_zero_switches_the_first_tier_off() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let mut conn = raw(&redis.url).await;
+    let cache = tiered(&redis.url, &prefix, Duration::ZERO).await;
+
+    // Removed from Redis behind the cache's back: gone at once, memory kept nothing.
+    assert!(!served_from_memory(&cache, &mut conn, &prefix, "stocks:detail:AAPL").await);
+    // Every read is Redis's: a value changed there behind the cache's back is read as it is.
+    let key = "stocks:detail:MSFT";
+    redis.set(&format!("{prefix}{key}"), "first").await;
+    assert_eq!(text(&cache, key).await.as_deref(), Some("first"));
+    redis.set(&format!("{prefix}{key}"), "second").await;
+    assert_eq!(text(&cache, key).await.as_deref(), Some("second"));
+    assert_eq!(cache.status().await.backend, "redis");
+
+    drop(cache);
+    redis.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_subscription_is_restored_and_clears_the_first_tier() {
     // A server of its own: `CLIENT KILL TYPE pubsub` would cut every test's subscription.
