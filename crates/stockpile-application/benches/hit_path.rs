@@ -1,5 +1,5 @@
 //! The in-process cost of a cache hit, without HTTP: building and hashing the key, and the
-//! cache-aside read of a stored entry (lookup, decoding, ETag check) from an in-memory map.
+//! cache-aside read of a stored entry (lookup and decoding) from an in-memory map.
 //!
 //! `cargo bench -p stockpile-application --bench hit_path`
 
