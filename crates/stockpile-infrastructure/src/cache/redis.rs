@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use stockpile_application::ports::{Cache, CacheError, CacheStatus};
 use tokio::runtime::RuntimeFlavor;
+use tokio::time::error::Elapsed;
 
 use super::{glob, LONGEST_TTL};
 
@@ -238,10 +239,8 @@ pub struct RedisCache {
     /// every command as unavailability rather than failing startup, like a dead Redis.
     pool: Result<bb8::Pool<Manager>, String>,
     /// The client the pool connects with, kept to open the pub/sub connection of the first
-    /// tier's invalidations and the worker connections (`None` with the pool's error).
+    /// tier's invalidations (`None` with the pool's error).
     client: Option<redis::Client>,
-    /// How the pool's connections are opened; the worker connections are opened the same way.
-    connection_config: AsyncConnectionConfig,
     /// One connection per single-threaded runtime's thread (actix-web's workers); see
     /// [`RedisCache::worker_connection`].
     worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
@@ -304,13 +303,12 @@ impl RedisCache {
         let connect_timeout = settings.connect_timeout.max(Duration::from_millis(1));
         let pool_size = settings.pool_size.max(1);
         let mut pubsub_client = None;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(settings.command_timeout));
         let pool = match redis::Client::open(settings.url.as_str()) {
             Ok(client) => {
                 pubsub_client = Some(client.clone());
-                let config = config.clone();
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(settings.command_timeout));
                 Ok(bb8::Pool::builder()
                     .max_size(pool_size)
                     .connection_timeout(connect_timeout)
@@ -334,7 +332,6 @@ impl RedisCache {
         Self {
             pool,
             client: pubsub_client,
-            connection_config: config,
             worker_connections: Mutex::new(HashMap::new()),
             connect_timeout,
             match_prefix: glob::escape(&settings.key_prefix),
@@ -364,23 +361,13 @@ impl RedisCache {
     async fn run<T: FromRedisValue + Send>(&self, cmd: &impl Query) -> Result<T, CacheError> {
         let pool = self.pool.as_ref().map_err(|why| self.unavailable(why))?;
         let deadline = tokio::time::Instant::now() + self.command_timeout;
-        let timed_out = || {
-            self.unavailable(&format!(
-                "no answer within {} ms",
-                self.command_timeout.as_millis()
-            ))
-        };
         let mut attempt = 0;
         loop {
-            let (mut conn, broken) = match self.worker_connection(deadline).await {
-                Some(Ok(lent)) => lent,
-                Some(Err(e)) => return Err(e),
+            let (mut conn, broken) = match self.worker_connection(pool, deadline).await {
+                Some(opened) => self.connected(opened)?,
                 None => {
-                    let pooled = match tokio::time::timeout_at(deadline, pool.get()).await {
-                        Ok(Ok(pooled)) => pooled,
-                        Ok(Err(e)) => return Err(self.unavailable(&format!("no connection: {e}"))),
-                        Err(_) => return Err(timed_out()),
-                    };
+                    let pooled =
+                        self.connected(tokio::time::timeout_at(deadline, pool.get()).await)?;
                     if pooled.broken.load(Ordering::Relaxed) {
                         // Marked by another command after it was returned; dropping it here
                         // discards it.
@@ -408,9 +395,28 @@ impl RedisCache {
                     // A connection whose answer is late is not lent out again: a fresh one
                     // costs little, and a stalled one would hold up the next command too.
                     broken.store(true, Ordering::Relaxed);
-                    return Err(timed_out());
+                    return Err(self.timed_out());
                 }
             }
+        }
+    }
+
+    fn timed_out(&self) -> CacheError {
+        self.unavailable(&format!(
+            "no answer within {} ms",
+            self.command_timeout.as_millis()
+        ))
+    }
+
+    /// The connection a wait within the command timeout got, or why there is none.
+    fn connected<C, E: fmt::Display>(
+        &self,
+        outcome: Result<Result<C, E>, Elapsed>,
+    ) -> Result<C, CacheError> {
+        match outcome {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(e)) => Err(self.unavailable(&format!("no connection: {e}"))),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
@@ -425,55 +431,43 @@ impl RedisCache {
     /// over one socket, so a worker needs one.
     async fn worker_connection(
         &self,
+        pool: &bb8::Pool<Manager>,
         deadline: tokio::time::Instant,
-    ) -> Option<Result<(MultiplexedConnection, Arc<AtomicBool>), CacheError>> {
+    ) -> Option<Result<Result<(MultiplexedConnection, Arc<AtomicBool>), RedisError>, Elapsed>> {
         let on_worker = tokio::runtime::Handle::try_current()
             .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread);
-        let client = self.client.as_ref().filter(|_| on_worker)?;
+        if !on_worker {
+            return None;
+        }
         let thread = std::thread::current().id();
-        {
-            let mut connections = self
-                .worker_connections
+        let lock = || {
+            self.worker_connections
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        {
+            let mut connections = lock();
             match connections.get(&thread) {
                 Some(WorkerConnection::Open(open)) if !open.broken.load(Ordering::Relaxed) => {
-                    return Some(Ok((open.inner.clone(), Arc::clone(&open.broken))));
+                    return Some(Ok(Ok((open.inner.clone(), Arc::clone(&open.broken)))));
                 }
                 Some(WorkerConnection::Opening) => return None,
-                Some(WorkerConnection::Open(_)) | None => {
-                    connections.insert(thread, WorkerConnection::Opening);
-                }
+                Some(WorkerConnection::Open(_)) | None => {}
             }
+            connections.insert(thread, WorkerConnection::Opening);
         }
-        let opened = tokio::time::timeout_at(
-            deadline,
-            client.get_multiplexed_async_connection_with_config(&self.connection_config),
-        )
-        .await;
-        let mut connections = self
-            .worker_connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match opened {
-            Ok(Ok(inner)) => {
-                let broken = Arc::new(AtomicBool::new(false));
-                let lent = (inner.clone(), Arc::clone(&broken));
-                connections.insert(thread, WorkerConnection::Open(Connection { inner, broken }));
-                Some(Ok(lent))
-            }
-            Ok(Err(e)) => {
-                connections.remove(&thread);
-                Some(Err(self.unavailable(&format!("no connection: {e}"))))
-            }
-            Err(_) => {
-                connections.remove(&thread);
-                Some(Err(self.unavailable(&format!(
-                    "no connection within {} ms",
-                    self.command_timeout.as_millis()
-                ))))
-            }
+        let opened = tokio::time::timeout_at(deadline, pool.dedicated_connection()).await;
+        let mut connections = lock();
+        if !matches!(opened, Ok(Ok(_))) {
+            connections.remove(&thread);
         }
+        Some(opened.map(|opened| {
+            opened.map(|connection| {
+                let lent = (connection.inner.clone(), Arc::clone(&connection.broken));
+                connections.insert(thread, WorkerConnection::Open(connection));
+                lent
+            })
+        }))
     }
 
     /// The value of `key` and how long it has left (`None`: no expiry), in one round trip.
