@@ -205,6 +205,16 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+/// Dependencies a crate may have only as optional ones, and the one crate that may turn each
+/// on through the named feature: the application's response bodies derive OpenAPI schemas
+/// only for the HTTP layer, so the application itself knows no HTTP.
+const OPTIONAL_ONLY: &[(&str, &str, &str, &str)] = &[(
+    "stockpile-application",
+    "utoipa",
+    "openapi",
+    "stockpile-api",
+)];
+
 fn layers() -> Result<(), String> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -228,6 +238,40 @@ fn layers() -> Result<(), String> {
             let internal = name.starts_with("stockpile") || dependency["path"].is_string();
             if (internal && !allowed_internal.contains(&name)) || forbidden.contains(&name) {
                 violations.push(format!("{crate_name} must not depend on {name}"));
+            }
+        }
+    }
+    for (crate_name, dependency_name, feature, only_user) in OPTIONAL_ONLY {
+        let normal_dependencies = |package: &serde_json::Value| {
+            package["dependencies"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| d["kind"] != "dev")
+        };
+        if let Some(package) = packages.iter().find(|p| p["name"] == *crate_name) {
+            if normal_dependencies(package)
+                .any(|d| d["name"] == *dependency_name && d["optional"] != true)
+            {
+                violations.push(format!(
+                    "{crate_name} may depend on {dependency_name} only as an optional dependency \
+                     (feature {feature})"
+                ));
+            }
+        }
+        for package in packages.iter().filter(|p| p["name"] != *only_user) {
+            let turns_it_on = normal_dependencies(package).any(|d| {
+                d["name"] == *crate_name
+                    && d["features"]
+                        .as_array()
+                        .is_some_and(|features| features.iter().any(|f| f == feature))
+            });
+            if turns_it_on {
+                violations.push(format!(
+                    "{} must not turn on {crate_name}'s {feature} feature; only {only_user} does",
+                    package["name"].as_str().unwrap_or_default()
+                ));
             }
         }
     }

@@ -35,6 +35,16 @@ fn cache_control(cached: &CachedResponse) -> String {
     }
 }
 
+/// How a read was answered, as `X-Cache` says it.
+fn x_cache(outcome: CacheOutcome) -> &'static str {
+    match outcome {
+        CacheOutcome::Hit => "HIT",
+        CacheOutcome::Miss => "MISS",
+        CacheOutcome::Bypass => "BYPASS",
+        CacheOutcome::Stale => "STALE",
+    }
+}
+
 /// The answer of a cached read: 200 with the body, or 304 with the same validators.
 pub fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
     let not_modified = not_modified(req, &cached.etag);
@@ -44,7 +54,7 @@ pub fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
         HttpResponse::Ok()
     };
     builder
-        .insert_header((X_CACHE, HeaderValue::from_static(cached.outcome.as_str())))
+        .insert_header((X_CACHE, HeaderValue::from_static(x_cache(cached.outcome))))
         .insert_header((header::CACHE_CONTROL, cache_control(&cached)))
         .insert_header((header::ETAG, cached.etag.as_ref()));
     if cached.outcome == CacheOutcome::Stale {

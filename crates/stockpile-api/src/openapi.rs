@@ -7,7 +7,7 @@ use stockpile_application::views::{
     HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList, StockSummary,
     TopMovers,
 };
-use stockpile_application::{FieldError, Readiness};
+use stockpile_application::FieldError;
 use stockpile_domain::{Interval, MoverMetric, Period, SortField, SortOrder};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::response::ResponseBuilder;
@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::body::{PriceBarBody, PriceUploadBody, StockProfileBody};
 use crate::handlers::cache_admin::{CacheStatusView, Deleted, InvalidateBody};
-use crate::handlers::operations::Liveness;
+use crate::handlers::operations::{Liveness, ReadinessView};
 use crate::handlers::writes::UpsertedBars;
 use crate::handlers::{cache_admin, operations, reads, writes};
 use crate::problem::Problem;
@@ -80,7 +80,7 @@ impl Modify for AdminSecurity {
         CacheStatusView,
         InvalidateBody,
         Deleted,
-        Readiness,
+        ReadinessView,
         Liveness,
     )),
     modifiers(&AdminSecurity),

@@ -14,7 +14,7 @@ use futures::FutureExt;
 use stockpile_application::cache_aside::{CacheAside, CachePolicy};
 use stockpile_application::cache_keys::{list_key, KeyFamily};
 use stockpile_application::metrics::CacheMetrics;
-use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState, CacheStatus};
 use stockpile_domain::{ListQuery, PageRequest, SortField, SortOrder};
 
 /// The cheapest possible store, so the figures are the read path's own cost.
@@ -55,10 +55,8 @@ impl Cache for MapCache {
     }
     async fn status(&self) -> CacheStatus {
         CacheStatus {
-            enabled: true,
-            available: true,
-            backend: "memory".into(),
-            degraded: false,
+            state: CacheState::Serving(CacheBackend::Memory),
+            topology: None,
             key_prefix: String::new(),
         }
     }

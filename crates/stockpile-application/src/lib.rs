@@ -1,11 +1,14 @@
 //! Stockpile's use cases and the ports they need.
 //!
-//! Inbound, handlers call [`StockService`]; outbound, the use cases reach the database through
-//! [`ports::StockRepository`] and the cache through [`ports::Cache`]. Every read is cache-aside
-//! ([`cache_aside`]): the answer is the serialised response body, so a hit costs no database
-//! work and no serialisation. Every write removes the entries it makes stale before it returns.
+//! Inbound, handlers call the role traits of [`use_cases`] ([`StockService`] is all of them),
+//! implemented by [`Stockpile`]; outbound, the use cases reach the database through
+//! [`ports::StockRepository`] and the cache through [`ports::Cache`]. Every read and write goes
+//! through [`cache_aside`]: a read's answer is the serialised response body, so a hit costs no
+//! database work and no serialisation; a write removes the entries it makes stale before it
+//! returns.
 //!
-//! Nothing here knows about HTTP, SQL or Redis.
+//! Nothing here knows about HTTP, SQL or Redis (the OpenAPI schemas of the bodies are derived
+//! only with the `openapi` feature, which the HTTP layer turns on).
 
 pub mod cache_aside;
 pub mod cache_keys;
@@ -17,7 +20,8 @@ pub mod use_cases;
 pub mod views;
 
 pub use error::{AppError, FieldError};
-pub use service::{
-    CacheReadiness, DependencyHealth, HistoryRequest, Readiness, ServiceSettings, StockService,
-    Stockpile,
+pub use service::{ServiceSettings, Stockpile};
+pub use use_cases::{
+    CacheAdministration, DependencyHealth, HistoryRequest, Operations, Readiness, ReadinessVerdict,
+    StockReads, StockService, StockWrites,
 };

@@ -3,22 +3,22 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use stockpile_domain::{average_volume, Price, PriceBar};
-use utoipa::ToSchema;
 
 use crate::ports::{DetailRecord, StockRecord};
 
 /// A stock and its latest quote; quote fields are `null` while the stock has no bars.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockSummary {
-    #[schema(example = "AAPL")]
+    #[cfg_attr(feature = "openapi", schema(example = "AAPL"))]
     pub ticker: String,
-    #[schema(example = "Apple Inc.")]
+    #[cfg_attr(feature = "openapi", schema(example = "Apple Inc."))]
     pub name: String,
-    #[schema(example = "NASDAQ")]
+    #[cfg_attr(feature = "openapi", schema(example = "NASDAQ"))]
     pub exchange: String,
-    #[schema(example = "Information Technology")]
+    #[cfg_attr(feature = "openapi", schema(example = "Information Technology"))]
     pub sector: String,
-    #[schema(example = "USD")]
+    #[cfg_attr(feature = "openapi", schema(example = "USD"))]
     pub currency: String,
     pub market_cap: Option<i64>,
     /// The close of the latest bar.
@@ -33,7 +33,8 @@ pub struct StockSummary {
 }
 
 /// A stock's summary with its latest bar and trailing statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockDetail {
     #[serde(flatten)]
     pub summary: StockSummary,
@@ -52,7 +53,8 @@ pub struct StockDetail {
 }
 
 /// One page of the stock list.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockList {
     pub items: Vec<StockSummary>,
     pub page: u32,
@@ -61,7 +63,8 @@ pub struct StockList {
 }
 
 /// One bar of a price history.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryBar {
     pub date: NaiveDate,
     pub open: f64,
@@ -72,25 +75,28 @@ pub struct HistoryBar {
 }
 
 /// A stock's bars in a range, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceHistory {
     pub ticker: String,
-    #[schema(example = "1d")]
+    #[cfg_attr(feature = "openapi", schema(example = "1d"))]
     pub interval: String,
     pub bars: Vec<HistoryBar>,
 }
 
 /// The day's top movers.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopMovers {
-    #[schema(example = "gainers")]
+    #[cfg_attr(feature = "openapi", schema(example = "gainers"))]
     pub metric: String,
     pub as_of: Option<NaiveDate>,
     pub items: Vec<StockSummary>,
 }
 
 /// One place of a performance leaderboard.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaderboardEntry {
     pub rank: u32,
     pub ticker: String,
@@ -103,9 +109,10 @@ pub struct LeaderboardEntry {
 }
 
 /// Total returns over a period, best first.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Leaderboard {
-    #[schema(example = "1m")]
+    #[cfg_attr(feature = "openapi", schema(example = "1m"))]
     pub period: String,
     pub as_of: Option<NaiveDate>,
     pub items: Vec<LeaderboardEntry>,
@@ -161,4 +168,9 @@ impl From<&PriceBar> for HistoryBar {
             volume: bar.volume(),
         }
     }
+}
+
+/// The JSON body of an answer, serialised once: it is what the cache keeps.
+pub(crate) fn json_body<T: Serialize>(view: &T) -> Result<bytes::Bytes, crate::AppError> {
+    Ok(bytes::Bytes::from(serde_json::to_vec(view)?))
 }

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use stockpile_application::metrics::CacheEvent;
-use stockpile_application::ports::CacheStatus;
+use stockpile_application::ports::{CacheBackend, CacheState, CacheStatus, RedisTopology};
 use utoipa::ToSchema;
 
 use crate::auth::Admin;
@@ -12,11 +12,59 @@ use crate::body::read_json;
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
+/// Where the cache stands, as `/api/cache/status` and `/health/ready` show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CacheStatus)]
+pub struct CacheStateView {
+    /// False when caching is switched off (`CACHE_BACKEND=none`).
+    pub enabled: bool,
+    /// True while the backend serving now answers.
+    pub available: bool,
+    /// The backend serving now: `redis`, `memory` or `none`.
+    #[schema(example = "redis")]
+    pub backend: &'static str,
+    /// How Redis is reached: `standalone`, `sentinel` or `cluster`; `null` without Redis.
+    #[schema(example = "standalone")]
+    pub topology: Option<&'static str>,
+    /// True while the configured backend is unreachable and a fallback serves.
+    pub degraded: bool,
+    /// The namespace every key lives under.
+    #[schema(example = "stockpile:")]
+    pub key_prefix: String,
+}
+
+impl From<CacheStatus> for CacheStateView {
+    fn from(status: CacheStatus) -> Self {
+        let backend_name = |backend| match backend {
+            CacheBackend::Redis => "redis",
+            CacheBackend::Memory => "memory",
+        };
+        let (available, backend) = match status.state {
+            CacheState::Off => (false, "none"),
+            CacheState::Serving(backend) => (true, backend_name(backend)),
+            CacheState::Unreachable(backend) => (false, backend_name(backend)),
+            CacheState::FallenBack => (true, backend_name(CacheBackend::Memory)),
+        };
+        Self {
+            enabled: status.state != CacheState::Off,
+            available,
+            backend,
+            topology: status.topology.map(|topology| match topology {
+                RedisTopology::Standalone => "standalone",
+                RedisTopology::Sentinel => "sentinel",
+                RedisTopology::Cluster => "cluster",
+            }),
+            degraded: status.state == CacheState::FallenBack,
+            key_prefix: status.key_prefix,
+        }
+    }
+}
+
 /// The cache's state and this process's counters since it started.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CacheStatusView {
     #[serde(flatten)]
-    pub status: CacheStatus,
+    pub status: CacheStateView,
     /// Reads answered from the cache.
     pub hits: u64,
     /// Reads the cache could not answer.
@@ -51,7 +99,7 @@ pub struct Deleted {
 pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
     let metrics = state.service.cache_metrics();
     let view = CacheStatusView {
-        status: state.service.cache_status().await,
+        status: state.service.cache_status().await.into(),
         hits: metrics.total(CacheEvent::Hit),
         misses: metrics.total(CacheEvent::Miss),
         errors: metrics.total(CacheEvent::Error),

@@ -3,9 +3,10 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use stockpile_application::Readiness;
+use stockpile_application::{DependencyHealth, Readiness, ReadinessVerdict};
 use utoipa::ToSchema;
 
+use super::cache_admin::CacheStateView;
 use crate::http_metrics::HttpMetrics;
 use crate::ApiState;
 
@@ -28,6 +29,67 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
+/// A dependency's state, for `/health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DependencyHealth)]
+pub struct DependencyView {
+    /// `up` or `down`.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    /// Round-trip time of the check, in milliseconds.
+    pub latency_ms: f64,
+    /// What went wrong, when it is down (never a connection string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<DependencyHealth> for DependencyView {
+    fn from(health: DependencyHealth) -> Self {
+        Self {
+            status: if health.up { "up" } else { "down" },
+            latency_ms: health.latency_ms,
+            error: health.error,
+        }
+    }
+}
+
+/// The cache part of readiness: its state and how long asking for it took.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CacheReadiness)]
+pub struct CacheReadinessView {
+    #[serde(flatten)]
+    pub status: CacheStateView,
+    pub latency_ms: f64,
+}
+
+/// The answer of `/health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Readiness)]
+pub struct ReadinessView {
+    /// `ready`, `degraded` (cache trouble only) or `unavailable` (the database is down).
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub database: DependencyView,
+    pub cache: CacheReadinessView,
+}
+
+impl From<Readiness> for ReadinessView {
+    fn from(readiness: Readiness) -> Self {
+        Self {
+            status: match readiness.verdict() {
+                ReadinessVerdict::Ready => "ready",
+                ReadinessVerdict::Degraded => "degraded",
+                ReadinessVerdict::Unavailable => "unavailable",
+            },
+            database: readiness.database.into(),
+            cache: CacheReadinessView {
+                status: readiness.cache.into(),
+                latency_ms: readiness.cache_latency_ms,
+            },
+        }
+    }
+}
+
 /// Readiness: 200 when the database answers (cache trouble only degrades), else 503.
 #[utoipa::path(
     get,
@@ -35,13 +97,13 @@ pub async fn health() -> HttpResponse {
     tag = "operations",
     operation_id = "ready",
     responses(
-        (status = 200, description = "`ready` or `degraded`.", body = Readiness),
-        (status = 503, description = "`unavailable`: the database does not answer.", body = Readiness),
+        (status = 200, description = "`ready` or `degraded`.", body = ReadinessView),
+        (status = 503, description = "`unavailable`: the database does not answer.", body = ReadinessView),
     )
 )]
 pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let readiness = state.service.readiness().await;
-    let mut builder = if readiness.status == "unavailable" {
+    let mut builder = if readiness.verdict() == ReadinessVerdict::Unavailable {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
@@ -49,7 +111,7 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     // Probes must see the current state, never a cached one.
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(readiness)
+        .json(ReadinessView::from(readiness))
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -61,8 +123,8 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain; version=0.0.4"))
 )]
 pub async fn metrics(state: web::Data<ApiState>, http: web::Data<HttpMetrics>) -> HttpResponse {
-    let backend = state.service.cache_status().await.backend;
-    let page = http.render(&state.service.cache_metrics(), &backend);
+    let backend = CacheStateView::from(state.service.cache_status().await).backend;
+    let page = http.render(&state.service.cache_metrics(), backend);
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -57,7 +57,8 @@ async fn status_is_public_and_adds_this_process_counters() {
     assert_eq!(
         reply.json(),
         serde_json::json!({
-            "enabled": true, "available": true, "backend": "redis", "degraded": false,
+            "enabled": true, "available": true, "backend": "redis", "topology": "standalone",
+            "degraded": false,
             "key_prefix": "stockpile:", "hits": 2, "misses": 1, "errors": 0
         })
     );

@@ -24,7 +24,8 @@ use stockpile_api::{app, AdminToken, ApiState, ClientLimits, HttpMetrics};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{
-    Cache, CacheError, CacheStatus, DetailRecord, MockCache, MockStockRepository, StockRecord,
+    Cache, CacheBackend, CacheError, CacheState, CacheStatus, DetailRecord, MockCache,
+    MockStockRepository, RedisTopology, StockRecord,
 };
 use stockpile_application::{ServiceSettings, StockService, Stockpile};
 use stockpile_domain::{Price, PriceBar, Quote, Ticker};
@@ -148,11 +149,17 @@ impl Cache for FakeCache {
 }
 
 pub fn cache_status(backend: &str) -> CacheStatus {
+    let (state, topology) = match backend {
+        "none" => (CacheState::Off, None),
+        "redis" => (
+            CacheState::Serving(CacheBackend::Redis),
+            Some(RedisTopology::Standalone),
+        ),
+        _ => (CacheState::Serving(CacheBackend::Memory), None),
+    };
     CacheStatus {
-        enabled: backend != "none",
-        available: true,
-        backend: backend.to_owned(),
-        degraded: false,
+        state,
+        topology,
         key_prefix: "stockpile:".to_owned(),
     }
 }

@@ -1,10 +1,13 @@
+use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::ports::{CacheStatus, MockCache, RepositoryError};
+use crate::ports::{CacheBackend, CacheState, CacheStatus, MockCache, RepositoryError};
 
 /// A cache in a hash map, expiring nothing: enough to watch what the read path stores.
 #[derive(Default)]
@@ -47,10 +50,8 @@ impl Cache for MapCache {
     }
     async fn status(&self) -> CacheStatus {
         CacheStatus {
-            enabled: true,
-            available: true,
-            backend: "memory".into(),
-            degraded: false,
+            state: CacheState::Serving(CacheBackend::Memory),
+            topology: None,
             key_prefix: String::new(),
         }
     }
@@ -202,7 +203,7 @@ async fn concurrent_misses_of_one_key_load_once() {
         }));
     }
     // Let every request join before the single load finishes.
-    while reads.in_flight.lock().unwrap().is_empty() {
+    while reads.flights.is_idle() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -405,14 +406,7 @@ impl Cache for FleetCache {
 
 /// An entry as another instance stores it: fresh for a minute.
 fn entry_of(text: &'static str) -> Bytes {
-    let now = now_ms();
-    Entry {
-        stored_at_ms: now,
-        fresh_until_ms: now + 60_000,
-        etag: etag_of(text.as_bytes()),
-        body: Bytes::from_static(text.as_bytes()),
-    }
-    .encode()
+    Entry::new(Bytes::from_static(text.as_bytes()), 60_000).encode()
 }
 
 /// A load that counts itself.

@@ -4,18 +4,56 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 /// What a cache reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheStatus {
-    /// False when caching is switched off (`CACHE_BACKEND=none`).
-    pub enabled: bool,
-    /// True while the backend serving now answers.
-    pub available: bool,
-    /// The backend serving now: `redis`, `memory` or `none`.
-    pub backend: String,
-    /// True while the configured backend is unreachable and a fallback serves.
-    pub degraded: bool,
+    pub state: CacheState,
+    /// How Redis is reached; `None` when no Redis is configured.
+    pub topology: Option<RedisTopology>,
     /// The namespace every key lives under.
     pub key_prefix: String,
+}
+
+/// Where a cache stands: each state names the backend it concerns, so none can contradict
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheState {
+    /// Caching is switched off (`CACHE_BACKEND=none`): every read bypasses the cache.
+    Off,
+    /// The configured backend serves and answers.
+    Serving(CacheBackend),
+    /// The configured backend does not answer and nothing stands in for it: reads bypass.
+    Unreachable(CacheBackend),
+    /// The configured Redis does not answer; in-process memory serves until it returns.
+    FallenBack,
+}
+
+impl CacheState {
+    /// The backend answering reads now, if any.
+    pub fn serving(self) -> Option<CacheBackend> {
+        match self {
+            Self::Serving(backend) => Some(backend),
+            Self::FallenBack => Some(CacheBackend::Memory),
+            Self::Off | Self::Unreachable(_) => None,
+        }
+    }
+}
+
+/// A kind of cache backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheBackend {
+    Redis,
+    Memory,
+}
+
+/// How the Redis backend is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server (or a proxy in front of several).
+    Standalone,
+    /// A primary found through Redis Sentinel.
+    Sentinel,
+    /// Redis Cluster.
+    Cluster,
 }
 
 /// Why a cache operation did not happen.

@@ -1,5 +1,50 @@
-use crate::ports::CacheError;
-use crate::{AppError, Stockpile};
+//! Cache administration: the cache's status and three ways to remove entries. Like a write,
+//! each removal keeps loads under way from storing what they read before it.
+
+use async_trait::async_trait;
+
+use crate::ports::{CacheError, CacheStatus};
+use crate::service::Stockpile;
+use crate::AppError;
+
+#[async_trait]
+pub trait CacheAdministration: Send + Sync {
+    async fn cache_status(&self) -> CacheStatus;
+    /// Removes every key matching a glob pattern; returns how many.
+    async fn invalidate_cache(&self, pattern: String) -> Result<u64, AppError>;
+    /// True when a key was removed.
+    async fn delete_cache_key(&self, key: String) -> Result<bool, AppError>;
+    /// Removes every key under the prefix; returns how many.
+    async fn clear_cache(&self) -> Result<u64, AppError>;
+}
+
+#[async_trait]
+impl CacheAdministration for Stockpile {
+    async fn cache_status(&self) -> CacheStatus {
+        self.cache_aside.cache().status().await
+    }
+
+    async fn invalidate_cache(&self, pattern: String) -> Result<u64, AppError> {
+        check_length("pattern", &pattern)?;
+        let cache = self.cache_aside.cache();
+        nothing_when_disabled(
+            self.cache_aside
+                .administer(cache.delete_matching(&pattern))
+                .await,
+        )
+    }
+
+    async fn delete_cache_key(&self, key: String) -> Result<bool, AppError> {
+        check_length("key", &key)?;
+        let cache = self.cache_aside.cache();
+        nothing_when_disabled(self.cache_aside.administer(cache.delete(&key)).await)
+    }
+
+    async fn clear_cache(&self) -> Result<u64, AppError> {
+        let cache = self.cache_aside.cache();
+        nothing_when_disabled(self.cache_aside.administer(cache.clear()).await)
+    }
+}
 
 /// The longest pattern or key accepted.
 const MAX_PATTERN_LEN: usize = 256;
@@ -26,21 +71,4 @@ fn nothing_when_disabled<T: Default>(result: Result<T, CacheError>) -> Result<T,
         Err(CacheError::Disabled) => Ok(T::default()),
         other => other.map_err(cache_failure),
     }
-}
-
-pub(crate) async fn invalidate(service: &Stockpile, pattern: String) -> Result<u64, AppError> {
-    check_length("pattern", &pattern)?;
-    service.reads.begin_write();
-    nothing_when_disabled(service.reads.cache().delete_matching(&pattern).await)
-}
-
-pub(crate) async fn delete_key(service: &Stockpile, key: String) -> Result<bool, AppError> {
-    check_length("key", &key)?;
-    service.reads.begin_write();
-    nothing_when_disabled(service.reads.cache().delete(&key).await)
-}
-
-pub(crate) async fn clear(service: &Stockpile) -> Result<u64, AppError> {
-    service.reads.begin_write();
-    nothing_when_disabled(service.reads.cache().clear().await)
 }

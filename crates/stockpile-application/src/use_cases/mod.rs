@@ -1,33 +1,24 @@
-//! One module per endpoint of API.md's "Cached reads", "Writes" and "Cache administration".
+//! The use cases of API.md, one role trait a module, each implemented for [`Stockpile`]:
+//! the cached reads, the writes, cache administration and operations. Handlers name the
+//! role they need; [`StockService`] is all of them, what the HTTP layer holds.
 
-pub(crate) mod cache_admin;
-pub(crate) mod delete_stock;
-pub(crate) mod leaderboard;
-pub(crate) mod list_stocks;
-pub(crate) mod price_history;
-pub(crate) mod stock_detail;
-pub(crate) mod top_movers;
-pub(crate) mod upload_prices;
-pub(crate) mod upsert_stock;
+mod cache_admin;
+mod operations;
+mod reads;
+mod writes;
 
-use bytes::Bytes;
-use stockpile_domain::Ticker;
+pub use self::cache_admin::CacheAdministration;
+pub use self::operations::{DependencyHealth, Operations, Readiness, ReadinessVerdict};
+pub use self::reads::{HistoryRequest, StockReads};
+pub use self::writes::StockWrites;
 
-use crate::{AppError, Stockpile};
+#[cfg(doc)]
+use crate::Stockpile;
 
-/// The JSON body of an answer, serialised once: it is what the cache keeps.
-fn json_body<T: serde::Serialize>(view: &T) -> Result<Bytes, AppError> {
-    Ok(Bytes::from(serde_json::to_vec(view)?))
-}
+/// Everything Stockpile does.
+pub trait StockService: StockReads + StockWrites + CacheAdministration + Operations {}
 
-/// Removes what a write made stale. A cache that cannot be reached is logged, not fatal:
-/// the write is committed, and the cache adapter stops serving from that backend until
-/// recovery makes it safe again.
-async fn invalidate_after_write(service: &Stockpile, ticker: &Ticker, patterns: &[String]) {
-    if let Err(error) = service.reads.invalidate(patterns).await {
-        tracing::warn!(%ticker, %error, "could not remove stale cache entries after a write");
-    }
-}
+impl<T: StockReads + StockWrites + CacheAdministration + Operations> StockService for T {}
 
 #[cfg(test)]
 mod tests;

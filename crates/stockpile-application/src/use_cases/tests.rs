@@ -16,8 +16,10 @@ use crate::ports::{
     CacheError, DetailRecord, MockCache, MockStockRepository, RepositoryError, StockPage,
     StockRecord, UpsertOutcome,
 };
-use crate::service::HistoryRequest;
-use crate::{AppError, ServiceSettings, StockService, Stockpile};
+use crate::{
+    AppError, CacheAdministration, HistoryRequest, ServiceSettings, StockReads, StockWrites,
+    Stockpile,
+};
 
 fn aapl() -> Ticker {
     Ticker::parse("AAPL").unwrap()

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use bb8_redis::redis::aio::PubSub;
 use bytes::Bytes;
 use futures::StreamExt;
-use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use stockpile_application::ports::{
+    Cache, CacheBackend, CacheError, CacheState, CacheStatus, RedisTopology,
+};
 use tokio::task::JoinHandle;
 
 use super::memory::MemoryCache;
@@ -465,10 +467,12 @@ impl Cache for FallbackCache {
     async fn status(&self) -> CacheStatus {
         let on_redis = self.shared.on_redis();
         CacheStatus {
-            enabled: true,
-            available: true,
-            backend: if on_redis { "redis" } else { "memory" }.to_owned(),
-            degraded: !on_redis,
+            state: if on_redis {
+                CacheState::Serving(CacheBackend::Redis)
+            } else {
+                CacheState::FallenBack
+            },
+            topology: Some(RedisTopology::Standalone),
             key_prefix: self.shared.redis.key_prefix().to_owned(),
         }
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use moka::future::Cache as Moka;
 use moka::Expiry;
-use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState, CacheStatus};
 
 use super::glob::Glob;
 use super::LONGEST_TTL;
@@ -192,10 +192,8 @@ impl Cache for MemoryCache {
 
     async fn status(&self) -> CacheStatus {
         CacheStatus {
-            enabled: true,
-            available: true,
-            backend: "memory".to_owned(),
-            degraded: false,
+            state: CacheState::Serving(CacheBackend::Memory),
+            topology: None,
             key_prefix: self.key_prefix.clone(),
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use stockpile_application::ports::{Cache, CacheError, CacheState, CacheStatus};
 
 /// A cache that is switched off: every operation returns [`CacheError::Disabled`].
 #[derive(Debug, Clone)]
@@ -61,10 +61,8 @@ impl Cache for NullCache {
     /// either, since switching it off was the configuration's choice.
     async fn status(&self) -> CacheStatus {
         CacheStatus {
-            enabled: false,
-            available: false,
-            backend: "none".to_owned(),
-            degraded: false,
+            state: CacheState::Off,
+            topology: None,
             key_prefix: self.key_prefix.clone(),
         }
     }

@@ -21,7 +21,9 @@ use bb8_redis::redis::{
 };
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use stockpile_application::ports::{Cache, CacheError, CacheStatus};
+use stockpile_application::ports::{
+    Cache, CacheBackend, CacheError, CacheState, CacheStatus, RedisTopology,
+};
 use tokio::runtime::RuntimeFlavor;
 use tokio::time::error::Elapsed;
 
@@ -641,11 +643,14 @@ impl Cache for RedisCache {
 
     /// Pings Redis: available while it answers. Never degraded, since nothing stands in.
     async fn status(&self) -> CacheStatus {
+        let state = if self.ping().await.is_ok() {
+            CacheState::Serving(CacheBackend::Redis)
+        } else {
+            CacheState::Unreachable(CacheBackend::Redis)
+        };
         CacheStatus {
-            enabled: true,
-            available: self.ping().await.is_ok(),
-            backend: "redis".to_owned(),
-            degraded: false,
+            state,
+            topology: Some(RedisTopology::Standalone),
             key_prefix: self.key_prefix.clone(),
         }
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stockpile_application::ports::{Cache, CacheError};
+use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
 use super::support::{connect, settings, BlackHole, RedisServer};
@@ -24,15 +24,13 @@ async fn fallback_on(url: &str) -> FallbackCache {
     FallbackCache::start(redis, memory).await
 }
 
-async fn backend(cache: &FallbackCache) -> (String, bool) {
-    let status = cache.status().await;
-    assert!(status.enabled && status.available);
-    (status.backend, status.degraded)
+async fn backend(cache: &FallbackCache) -> CacheState {
+    cache.status().await.state
 }
 
 async fn wait_for_redis(cache: &FallbackCache) {
     let started = Instant::now();
-    while backend(cache).await.0 != "redis" {
+    while backend(cache).await != CacheState::Serving(CacheBackend::Redis) {
         assert!(
             started.elapsed() < RECOVERY,
             "not back on Redis after {RECOVERY:?}"
@@ -70,7 +68,10 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
         .await
         .expect("the server just answered");
     let cache = fallback_on(&server.url()).await;
-    assert_eq!(backend(&cache).await, ("redis".to_owned(), false));
+    assert_eq!(
+        backend(&cache).await,
+        CacheState::Serving(CacheBackend::Redis)
+    );
 
     // Before the outage: an entry in Redis, written to disk so the restart brings it back,
     // as a Redis with persistence (or a replica) would.
@@ -111,7 +112,7 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
         Ok(false),
         "applied to the (empty) memory stand-in"
     );
-    assert_eq!(backend(&cache).await, ("memory".to_owned(), true));
+    assert_eq!(backend(&cache).await, CacheState::FallenBack);
     promptly(
         "put in memory",
         cache.put("stocks:detail:MSFT", Bytes::from("mem"), hour),
@@ -197,7 +198,7 @@ async fn a_black_holed_redis_costs_one_timeout_per_operation_and_switches_to_mem
     assert!(hole.connections() > 0, "never reached the black hole");
 
     let cache = promptly("startup", fallback_on(&hole.url())).await;
-    assert_eq!(backend(&cache).await, ("memory".to_owned(), true));
+    assert_eq!(backend(&cache).await, CacheState::FallenBack);
     promptly("put", cache.put("k", Bytes::from("v"), hour))
         .await
         .expect("stored in memory");
@@ -220,7 +221,10 @@ async fn a_redis_that_stops_answering_mid_way_switches_to_memory_and_back() {
         .expect("a port in the URL");
     let proxy = BlackHole::proxy_to(upstream).await;
     let cache = fallback_on(&proxy.url()).await;
-    assert_eq!(backend(&cache).await, ("redis".to_owned(), false));
+    assert_eq!(
+        backend(&cache).await,
+        CacheState::Serving(CacheBackend::Redis)
+    );
     let hour = Duration::from_secs(3600);
     cache
         .put("stocks:detail:AAPL", Bytes::from("old"), hour)
@@ -236,7 +240,7 @@ async fn a_redis_that_stops_answering_mid_way_switches_to_memory_and_back() {
     )
     .await;
     assert_eq!(invalidated, Ok(0));
-    assert_eq!(backend(&cache).await, ("memory".to_owned(), true));
+    assert_eq!(backend(&cache).await, CacheState::FallenBack);
     assert_eq!(
         promptly("get from memory", text(&cache, "stocks:detail:AAPL")).await,
         None

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use stockpile_application::ports::Cache;
+use stockpile_application::ports::{Cache, CacheBackend, CacheState};
 use stockpile_infrastructure::MemoryCache;
 
 const MIB: u64 = 1024 * 1024;
@@ -156,8 +156,8 @@ async fn clear_removes_everything_and_counts_it() {
 #[tokio::test]
 async fn reports_itself_as_memory() {
     let status = cache().status().await;
-    assert_eq!(status.backend, "memory");
-    assert!(status.enabled && status.available && !status.degraded);
+    assert_eq!(status.state, CacheState::Serving(CacheBackend::Memory));
+    assert_eq!(status.topology, None);
     assert_eq!(status.key_prefix, "stockpile:");
 }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stockpile_application::ports::{Cache, CacheError};
+use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState};
 use stockpile_infrastructure::cache::redact_url;
 use stockpile_infrastructure::{
     build_cache, CacheBackendKind, CacheSettings, NullCache, RedisCache, RedisSettings,
@@ -31,8 +31,8 @@ async fn the_null_cache_refuses_everything() {
     );
     assert_eq!(cache.release_lease("k").await, Err(CacheError::Disabled));
     let status = cache.status().await;
-    assert_eq!(status.backend, "none");
-    assert!(!status.enabled && !status.available && !status.degraded);
+    assert_eq!(status.state, CacheState::Off);
+    assert_eq!(status.topology, None);
 }
 
 /// Settings whose Redis is a black hole: any contact with it would show as a slow operation.
@@ -52,8 +52,11 @@ async fn settings_with_unanswering_redis(backend: CacheBackendKind) -> (CacheSet
 #[tokio::test]
 async fn memory_and_none_never_contact_redis() {
     for (backend, expected) in [
-        (CacheBackendKind::Memory, "memory"),
-        (CacheBackendKind::None, "none"),
+        (
+            CacheBackendKind::Memory,
+            CacheState::Serving(CacheBackend::Memory),
+        ),
+        (CacheBackendKind::None, CacheState::Off),
     ] {
         let (settings, hole) = settings_with_unanswering_redis(backend).await;
         let cache = build_cache(&settings).await;
@@ -62,9 +65,8 @@ async fn memory_and_none_never_contact_redis() {
             .await;
         let _ = cache.get("k").await;
         let status = cache.status().await;
-        assert_eq!(status.backend, expected);
-        assert!(!status.degraded);
-        assert_eq!(hole.connections(), 0, "{expected} contacted Redis");
+        assert_eq!(status.state, expected);
+        assert_eq!(hole.connections(), 0, "{backend:?} contacted Redis");
     }
 }
 
@@ -98,8 +100,7 @@ async fn auto_and_redis_start_quickly_on_memory_when_redis_does_not_answer() {
             "startup waited on Redis"
         );
         let status = cache.status().await;
-        assert_eq!(status.backend, "memory", "{backend:?}");
-        assert!(status.enabled && status.available && status.degraded);
+        assert_eq!(status.state, CacheState::FallenBack, "{backend:?}");
     }
 }
 
@@ -114,8 +115,7 @@ async fn an_unparsable_url_serves_from_memory_and_never_shows_the_url() {
     };
     let cache = build_cache(&settings).await;
     let status = cache.status().await;
-    assert_eq!(status.backend, "memory");
-    assert!(status.degraded);
+    assert_eq!(status.state, CacheState::FallenBack);
     let redis = RedisCache::new(&settings.redis);
     match redis.get("k").await {
         Err(CacheError::Unavailable(why)) => assert!(!why.contains("hunter2"), "{why}"),

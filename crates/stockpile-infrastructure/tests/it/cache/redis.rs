@@ -4,7 +4,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use bytes::Bytes;
-use stockpile_application::ports::Cache;
+use stockpile_application::ports::{Cache, CacheBackend, CacheState, RedisTopology};
 use stockpile_infrastructure::{MemoryCache, RedisCache};
 
 use super::support::{connect, settings, Monitor, RedisServer, RedisTest};
@@ -45,8 +45,8 @@ async fn stores_under_the_prefix_until_the_entry_expires() {
         None
     );
     let status = cache.status().await;
-    assert_eq!(status.backend, "redis");
-    assert!(status.enabled && status.available && !status.degraded);
+    assert_eq!(status.state, CacheState::Serving(CacheBackend::Redis));
+    assert_eq!(status.topology, Some(RedisTopology::Standalone));
     assert_eq!(status.key_prefix, prefix);
     cache.ping().await.expect("PONG");
     redis.assert_foreign_key_survives().await;

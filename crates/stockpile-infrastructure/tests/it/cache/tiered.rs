@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use bytes::Bytes;
-use stockpile_application::ports::Cache;
+use stockpile_application::ports::{Cache, CacheBackend, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
 use super::support::{connect, settings, RedisServer, RedisTest};
@@ -21,7 +21,10 @@ async fn tiered(url: &str, prefix: &str, local_ttl: Duration) -> FallbackCache {
     let redis = RedisCache::new(&settings(url, prefix));
     let memory = MemoryCache::new(prefix, 1024 * 1024).with_max_ttl(local_ttl);
     let cache = FallbackCache::start(redis, memory).await;
-    assert_eq!(cache.status().await.backend, "redis");
+    assert_eq!(
+        cache.status().await.state,
+        CacheState::Serving(CacheBackend::Redis)
+    );
     cache
 }
 
@@ -213,7 +216,10 @@ async fn a_local_ttl_of_zero_switches_the_first_tier_off() {
     assert_eq!(text(&cache, key).await.as_deref(), Some("first"));
     redis.set(&format!("{prefix}{key}"), "second").await;
     assert_eq!(text(&cache, key).await.as_deref(), Some("second"));
-    assert_eq!(cache.status().await.backend, "redis");
+    assert_eq!(
+        cache.status().await.state,
+        CacheState::Serving(CacheBackend::Redis)
+    );
 
     drop(cache);
     redis.cleanup().await;
@@ -249,8 +255,8 @@ async fn a_killed_subscription_is_restored_and_clears_the_first_tier() {
     )
     .await;
     assert_eq!(
-        a.status().await.backend,
-        "redis",
+        a.status().await.state,
+        CacheState::Serving(CacheBackend::Redis),
         "Redis itself still serves"
     );
 

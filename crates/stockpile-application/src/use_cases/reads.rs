@@ -1,0 +1,244 @@
+//! The cached reads of API.md: every one goes through the cache-aside layer, which computes
+//! its body on a miss with the load given here.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use futures::FutureExt;
+use stockpile_domain::{
+    aggregate_bars, HistoryRange, HistoryRangeError, Interval, ListQuery, MoverMetric, Percent,
+    Period, Ticker,
+};
+
+use crate::cache_aside::CachedResponse;
+use crate::cache_keys::{detail_key, history_key, leaderboard_key, list_key, top_key, KeyFamily};
+use crate::ports::PeriodReturnRecord;
+use crate::service::Stockpile;
+use crate::views::{
+    json_body, HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList,
+    StockSummary, TopMovers,
+};
+use crate::AppError;
+
+/// A request for one stock's price history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub ticker: Ticker,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub interval: Interval,
+}
+
+/// The reads: each answer is a serialised JSON body, cached.
+#[async_trait]
+pub trait StockReads: Send + Sync {
+    async fn list_stocks(&self, query: ListQuery) -> Result<CachedResponse, AppError>;
+    async fn stock_detail(&self, ticker: Ticker) -> Result<CachedResponse, AppError>;
+    async fn price_history(&self, request: HistoryRequest) -> Result<CachedResponse, AppError>;
+    async fn top_movers(&self, metric: MoverMetric, limit: u32)
+        -> Result<CachedResponse, AppError>;
+    async fn leaderboard(
+        &self,
+        period: Period,
+        limit: u32,
+        sector: Option<String>,
+    ) -> Result<CachedResponse, AppError>;
+}
+
+#[async_trait]
+impl StockReads for Stockpile {
+    async fn list_stocks(&self, query: ListQuery) -> Result<CachedResponse, AppError> {
+        let repository = Arc::clone(&self.repository);
+        let key = list_key(&query);
+        self.cache_aside
+            .read(KeyFamily::List, key, move || {
+                async move {
+                    let page = repository.list(&query).await?;
+                    json_body(&StockList {
+                        items: page.items.iter().map(StockSummary::from).collect(),
+                        page: query.page.page,
+                        page_size: query.page.page_size,
+                        total: page.total,
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn stock_detail(&self, ticker: Ticker) -> Result<CachedResponse, AppError> {
+        let repository = Arc::clone(&self.repository);
+        self.cache_aside
+            .read(KeyFamily::Detail, detail_key(&ticker), move || {
+                async move {
+                    let detail = repository.detail(&ticker).await?.ok_or_else(|| {
+                        AppError::NotFound(format!("no stock has the ticker {ticker}"))
+                    })?;
+                    json_body(&StockDetail::from(&detail))
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn price_history(&self, request: HistoryRequest) -> Result<CachedResponse, AppError> {
+        // Reject impossible ranges before any lookup, cached or not.
+        HistoryRange::check_requested(request.from, request.to).map_err(range_error)?;
+        let repository = Arc::clone(&self.repository);
+        let key = history_key(&request.ticker, request.from, request.to, request.interval);
+        self.cache_aside
+            .read(KeyFamily::History, key, move || {
+                async move {
+                    let HistoryRequest {
+                        ticker,
+                        from,
+                        to,
+                        interval,
+                    } = request;
+                    let latest = repository.latest_bar_date(&ticker).await?;
+                    let range = HistoryRange::resolve(from, to, latest).map_err(range_error)?;
+                    let bars = match range {
+                        Some(range) => repository.bars(&ticker, range.from, range.to).await?,
+                        None => Vec::new(),
+                    };
+                    json_body(&PriceHistory {
+                        ticker: ticker.to_string(),
+                        interval: interval.as_str().to_owned(),
+                        bars: aggregate_bars(&bars, interval)
+                            .iter()
+                            .map(HistoryBar::from)
+                            .collect(),
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn top_movers(
+        &self,
+        metric: MoverMetric,
+        limit: u32,
+    ) -> Result<CachedResponse, AppError> {
+        let repository = Arc::clone(&self.repository);
+        self.cache_aside
+            .read(KeyFamily::Top, top_key(metric, limit), move || {
+                async move {
+                    let as_of = repository.latest_trading_day().await?;
+                    let items = match as_of {
+                        Some(day) => repository.movers(metric, day, limit).await?,
+                        None => Vec::new(),
+                    };
+                    json_body(&TopMovers {
+                        metric: metric.as_str().to_owned(),
+                        as_of,
+                        items: items.iter().map(StockSummary::from).collect(),
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn leaderboard(
+        &self,
+        period: Period,
+        limit: u32,
+        sector: Option<String>,
+    ) -> Result<CachedResponse, AppError> {
+        let repository = Arc::clone(&self.repository);
+        let key = leaderboard_key(period, limit, sector.as_deref());
+        self.cache_aside
+            .read(KeyFamily::Leaderboard, key, move || {
+                async move {
+                    let as_of = repository.latest_trading_day().await?;
+                    let items = match as_of {
+                        Some(day) => rank(
+                            repository
+                                .period_returns(day, period.start(day), sector)
+                                .await?,
+                            limit,
+                        ),
+                        None => Vec::new(),
+                    };
+                    json_body(&Leaderboard {
+                        period: period.as_str().to_owned(),
+                        as_of,
+                        items,
+                    })
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+fn range_error(error: HistoryRangeError) -> AppError {
+    let field = match error {
+        HistoryRangeError::FromAfterTo => "from",
+        HistoryRangeError::TooLong => "to",
+    };
+    AppError::invalid(field, error.to_string())
+}
+
+/// Best return first (by the rounded value the client sees), ties by ticker ascending.
+fn rank(records: Vec<PeriodReturnRecord>, limit: u32) -> Vec<LeaderboardEntry> {
+    let mut scored: Vec<(Percent, PeriodReturnRecord)> = records
+        .into_iter()
+        .map(|r| (Percent::change_between(r.start_price, r.end_price), r))
+        .collect();
+    scored.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.ticker.cmp(&rb.ticker)));
+    scored
+        .into_iter()
+        .take(limit as usize)
+        .zip(1..)
+        .map(|((ret, r), rank)| LeaderboardEntry {
+            rank,
+            ticker: r.ticker.to_string(),
+            name: r.name,
+            sector: r.sector,
+            start_price: r.start_price.to_f64(),
+            end_price: r.end_price.to_f64(),
+            return_percent: ret.to_f64(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockpile_domain::{Price, Ticker};
+
+    fn record(ticker: &str, start: i64, end: i64) -> PeriodReturnRecord {
+        PeriodReturnRecord {
+            ticker: Ticker::parse(ticker).unwrap(),
+            name: ticker.into(),
+            sector: "Tech".into(),
+            start_price: Price::from_units(start).unwrap(),
+            end_price: Price::from_units(end).unwrap(),
+        }
+    }
+
+    #[test]
+    fn ranks_by_rounded_return_then_ticker() {
+        let ranked = rank(
+            vec![
+                record("ZZZ", 10_000, 11_000),
+                record("BBB", 10_000, 9_000),
+                // 10.004 % rounds to 10.00 %, tying ZZZ: the ticker decides.
+                record("AAA", 1_000_000, 1_100_040),
+            ],
+            10,
+        );
+        let order: Vec<_> = ranked
+            .iter()
+            .map(|e| (e.rank, e.ticker.as_str(), e.return_percent))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(1, "AAA", 10.0), (2, "ZZZ", 10.0), (3, "BBB", -10.0)]
+        );
+        assert_eq!(rank(vec![record("A", 1, 2), record("B", 1, 3)], 1).len(), 1);
+    }
+}
