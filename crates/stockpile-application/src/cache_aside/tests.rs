@@ -224,16 +224,7 @@ async fn concurrent_misses_of_one_key_load_once() {
 #[tokio::test]
 async fn an_expired_entry_is_served_stale_when_the_database_fails() {
     let cache = Arc::new(MapCache::default());
-    let policy = CachePolicy {
-        ttl_default: Duration::from_millis(1),
-        ..CachePolicy::default()
-    };
-    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
-    reads
-        .read(KeyFamily::Detail, "k".into(), body("old"))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let reads = with_expired_entry(&cache).await;
     let answer = reads
         .read(KeyFamily::Detail, "k".into(), || {
             async {
@@ -251,7 +242,11 @@ async fn an_expired_entry_is_served_stale_when_the_database_fails() {
     assert_eq!(answer.age, Some(0));
     // Other failures are not hidden behind a stale entry (asked of a layer whose breaker did
     // not see the database fail, so that the loads run).
-    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
+    let reads = CacheAside::new(
+        cache.clone(),
+        Arc::new(CacheMetrics::default()),
+        CachePolicy::default(),
+    );
     let not_found = reads
         .read(KeyFamily::Detail, "k".into(), || {
             async { Err(AppError::NotFound("gone".into())) }.boxed()

@@ -61,12 +61,11 @@ fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
         .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers_by_itself() {
-    let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let Some(database) = TestDatabase::postgres().await else {
-        return;
-    };
+/// A server of three stocks whose PostgreSQL is reached through a fault proxy (two
+/// connections, entries fresh for [`TTL_SECONDS`]), with the detail paths of its stocks; `None`
+/// when there is no PostgreSQL to test against.
+async fn app_behind_a_database_proxy() -> Option<(TestApp, FaultProxy, [String; 3])> {
+    let database = TestDatabase::postgres().await?;
     let mut settings = test_settings(&database);
     let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
     settings.database_url = proxied_url;
@@ -80,7 +79,16 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
             list["items"][i]["ticker"].as_str().unwrap()
         )
     };
-    let (expired, fresh, uncached) = (detail(0), detail(1), detail(2));
+    let paths = [detail(0), detail(1), detail(2)];
+    Some((app, proxy, paths))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers_by_itself() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let Some((app, proxy, [expired, fresh, uncached])) = app_behind_a_database_proxy().await else {
+        return;
+    };
 
     let first = app.get(&expired).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
@@ -196,23 +204,9 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
 async fn a_black_holed_database_answers_stale_within_the_soft_timeout_and_refuses_cold_reads_fast()
 {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let Some(database) = TestDatabase::postgres().await else {
+    let Some((app, proxy, [expired, cold, _])) = app_behind_a_database_proxy().await else {
         return;
     };
-    let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
-    settings.database_url = proxied_url;
-    settings.database_max_connections = 2;
-    settings.cache_ttl_default = TTL_SECONDS;
-    let app = TestApp::spawn_with(settings, database, 3, 30).await;
-    let list = app.json("/api/stocks").await;
-    let detail = |i: usize| {
-        format!(
-            "/api/stocks/{}",
-            list["items"][i]["ticker"].as_str().unwrap()
-        )
-    };
-    let (expired, cold) = (detail(0), detail(1));
     let first = app.get(&expired).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
     let expired_body = first.bytes().await.unwrap();
