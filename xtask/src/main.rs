@@ -194,7 +194,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &[
             "stockpile-domain",
             "stockpile-application",
-            "stockpile-migrations",
+            "migrations",
         ],
         &["actix-web"],
     ),

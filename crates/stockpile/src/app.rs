@@ -161,11 +161,6 @@ impl Application {
         self.service.clone()
     }
 
-    /// A handle that stops the server gracefully.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
-    }
-
     /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
     ///
     /// # Errors
