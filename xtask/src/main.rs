@@ -191,11 +191,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "stockpile-infrastructure",
-        &[
-            "stockpile-domain",
-            "stockpile-application",
-            "migrations",
-        ],
+        &["stockpile-domain", "stockpile-application", "migrations"],
         &["actix-web"],
     ),
     (

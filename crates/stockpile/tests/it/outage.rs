@@ -39,10 +39,10 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
         return;
     };
     let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
-    settings.database_url = proxied_url;
-    settings.database_max_connections = 2;
-    settings.cache_ttl_default = TTL_SECONDS;
+    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database.url).await;
+    settings.database.url = proxied_url;
+    settings.database.max_connections = 2;
+    settings.cache.ttl_default = TTL_SECONDS;
     let app = TestApp::spawn_with(settings, database, 3, 30).await;
     let list = app.json("/api/stocks").await;
     let detail = |i: usize| {

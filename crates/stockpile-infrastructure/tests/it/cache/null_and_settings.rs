@@ -157,7 +157,6 @@ fn debug_and_redact_url_hide_passwords() {
     assert!(debug.contains("redis://app:***@cache:6379/0"), "{debug}");
 }
 
-
 #[test]
 fn the_default_backend_is_auto() {
     assert_eq!(CacheSettings::default().backend, CacheBackendKind::Auto);
