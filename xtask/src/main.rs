@@ -2,6 +2,7 @@
 
 mod bench;
 mod fuzz;
+mod harness;
 mod soak;
 
 use std::net::{SocketAddr, TcpStream};
