@@ -5,13 +5,13 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::LogFormat;
+use crate::settings::{LogFormat, LogSection};
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
-pub fn init(format: Option<LogFormat>) {
+pub fn init(log: &LogSection) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+    let format = log.format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Pretty
     } else {
         LogFormat::Json

@@ -67,10 +67,10 @@ fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
 async fn app_behind_a_database_proxy() -> Option<(TestApp, FaultProxy, [String; 3])> {
     let database = TestDatabase::postgres().await?;
     let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
-    settings.database_url = proxied_url;
-    settings.database_max_connections = 2;
-    settings.cache_ttl_default = TTL_SECONDS;
+    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database.url).await;
+    settings.database.url = proxied_url;
+    settings.database.max_connections = 2;
+    settings.cache.ttl_default = TTL_SECONDS;
     let app = TestApp::spawn_with(settings, database, 3, 30).await;
     let list = app.json("/api/stocks").await;
     let detail = |i: usize| {
