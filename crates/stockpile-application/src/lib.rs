@@ -16,7 +16,7 @@ mod service;
 pub mod use_cases;
 pub mod views;
 
-pub use error::{AppError, FieldError};
+pub use error::{AppError, FieldError, NO_STOCK_HAS_THE_TICKER};
 pub use service::{
     CacheReadiness, DependencyHealth, HistoryRequest, Readiness, ServiceSettings, StockService,
     Stockpile,

@@ -2,13 +2,13 @@
 //! relative to the configured prefix; the cache adapter keeps every operation inside it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use stockpile_application::metrics::CacheEvent;
 use stockpile_application::ports::CacheStatus;
 use utoipa::ToSchema;
 
 use crate::auth::Admin;
-use crate::body::read_json;
+use crate::body::{read_json, InvalidateBody};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -23,15 +23,6 @@ pub struct CacheStatusView {
     pub misses: u64,
     /// Cache operations that failed.
     pub errors: u64,
-}
-
-/// The body of `POST /api/cache/invalidate`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InvalidateBody {
-    /// A Redis glob pattern (`*`, `?`, `[...]`), 1–256 characters, relative to the prefix.
-    #[schema(example = "stocks:list:*", min_length = 1, max_length = 256)]
-    pub pattern: String,
 }
 
 /// How many keys an operation removed.

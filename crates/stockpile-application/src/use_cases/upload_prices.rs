@@ -1,14 +1,11 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use stockpile_domain::{PriceBar, Ticker};
+use stockpile_domain::{PriceBar, Ticker, MAX_BARS_PER_UPLOAD};
 
 use super::invalidate_after_write;
 use crate::cache_keys::stale_after_price_change;
 use crate::{AppError, FieldError, Stockpile};
-
-/// The most bars one upload may carry.
-pub const MAX_BARS_PER_UPLOAD: usize = 10_000;
 
 /// Checks what no single bar can check alone: the count, one bar per date, no future date.
 fn check_batch(bars: &[PriceBar]) -> Result<(), AppError> {

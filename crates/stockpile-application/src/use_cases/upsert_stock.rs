@@ -18,7 +18,7 @@ pub(crate) async fn execute(
         .repository
         .detail(&ticker)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("no stock has the ticker {ticker}")))?;
+        .ok_or_else(|| AppError::unknown_ticker(&ticker))?;
     Ok((
         outcome == UpsertOutcome::Created,
         StockDetail::from(&detail),
