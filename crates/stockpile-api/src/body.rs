@@ -86,9 +86,8 @@ async fn read_limited(mut payload: web::Payload) -> Result<web::BytesMut, ApiErr
 /// [`ApiError::MalformedBody`] for text that is not JSON or JSON that is not an object;
 /// [`ApiError::Invalid`] naming every field that is missing, unknown, repeated or mistyped.
 pub(crate) fn parse_json<T: Body>(body: &[u8]) -> Result<T, ApiError> {
-    let json: Json = serde_json::from_slice(body).map_err(|e| {
-        ApiError::MalformedBody(format!("the body is not valid JSON: {e}"))
-    })?;
+    let json: Json = serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
     // serde would read a struct from an array of its fields in order (`["stocks:*"]`); every
     // body of the contract is an object.
     let Json::Object(members) = json else {
@@ -445,8 +444,9 @@ impl PriceUploadBody {
         let mut bars = Vec::with_capacity(self.bars.len());
         let mut errors = Vec::new();
         for (index, bar) in self.bars.into_iter().enumerate() {
-            match PriceBar::parse(&bar.date, bar.open, bar.high, bar.low, bar.close, bar.volume)
-            {
+            match PriceBar::parse(
+                &bar.date, bar.open, bar.high, bar.low, bar.close, bar.volume,
+            ) {
                 Ok(bar) => bars.push(bar),
                 Err(bar_errors) => errors.extend(bar_errors.iter().map(|e| {
                     FieldError::new(format!("bars[{index}].{}", e.field()), e.to_string())
@@ -610,7 +610,11 @@ mod tests {
         let invalidate = |body: &str| parse_json::<InvalidateBody>(body.as_bytes()).map(drop);
         let bar = r#"{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1}"#;
         let cases: [(&str, Result<(), ApiError>, &[&str]); 14] = [
-            ("missing", profile(r#"{"name":"x"}"#), &["exchange", "sector"]),
+            (
+                "missing",
+                profile(r#"{"name":"x"}"#),
+                &["exchange", "sector"],
+            ),
             (
                 "unknown",
                 profile(r#"{"name":"x","exchange":"X","sector":"Y","foo":1}"#),
@@ -650,7 +654,11 @@ mod tests {
                 &["source"],
             ),
             ("pattern missing", invalidate("{}"), &["pattern"]),
-            ("pattern not a string", invalidate(r#"{"pattern":7}"#), &["pattern"]),
+            (
+                "pattern not a string",
+                invalidate(r#"{"pattern":7}"#),
+                &["pattern"],
+            ),
             (
                 "pattern beside another",
                 invalidate(r#"{"pattern":"a","x":1}"#),
@@ -693,9 +701,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body.industry, None);
-        assert_eq!(
-            fields(body.try_into_domain()),
-            ["name", "currency"]
-        );
+        assert_eq!(fields(body.try_into_domain()), ["name", "currency"]);
     }
 }

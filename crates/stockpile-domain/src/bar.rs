@@ -236,7 +236,14 @@ mod tests {
         );
         // A bad price hides the volume, and the prices are not compared without all four.
         assert_eq!(
-            parsed_fields(PriceBar::parse("2025-01-02", 0.00004, 2.0, 3.0, f64::NAN, -1)),
+            parsed_fields(PriceBar::parse(
+                "2025-01-02",
+                0.00004,
+                2.0,
+                3.0,
+                f64::NAN,
+                -1
+            )),
             ["open", "close", "volume"]
         );
         assert_eq!(

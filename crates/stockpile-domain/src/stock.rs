@@ -115,7 +115,10 @@ impl StockProfile {
         if !Self::SECTOR.admits(&sector) {
             errors.push(StockProfileError::Sector);
         }
-        if industry.as_deref().is_some_and(|i| !Self::INDUSTRY.admits(i)) {
+        if industry
+            .as_deref()
+            .is_some_and(|i| !Self::INDUSTRY.admits(i))
+        {
             errors.push(StockProfileError::Industry);
         }
         let currency = match currency.map(Currency::parse).transpose() {

@@ -56,7 +56,11 @@ fn parse_row(record: &csv::StringRecord) -> Result<PriceBar, String> {
     let (Ok(open), Ok(high), Ok(low), Ok(close), Ok(volume)) = fields else {
         let (open, high, low, close, volume) = fields;
         let unreadable = [open.err(), high.err(), low.err(), close.err(), volume.err()];
-        return Err(unreadable.into_iter().flatten().collect::<Vec<_>>().join("; "));
+        return Err(unreadable
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "));
     };
     PriceBar::parse(record[0].trim(), open, high, low, close, volume).map_err(|errors| {
         errors
@@ -169,7 +173,11 @@ mod tests {
         assert!(rows[0].reason.contains("low:"), "{}", rows[0].reason);
         assert!(rows[0].reason.contains("volume:"), "{}", rows[0].reason);
         assert!(rows[1].reason.contains("open 'x'"), "{}", rows[1].reason);
-        assert!(rows[1].reason.contains("volume '1.5'"), "{}", rows[1].reason);
+        assert!(
+            rows[1].reason.contains("volume '1.5'"),
+            "{}",
+            rows[1].reason
+        );
     }
 
     #[test]

@@ -149,7 +149,13 @@ async fn the_document_states_the_limits_the_server_applies() {
         assert_eq!(min, limit.min as u64, "{field}");
         let at = |chars: usize| {
             let text = "a".repeat(chars);
-            let pick = |f: &str| if f == field { text.clone() } else { "a".to_owned() };
+            let pick = |f: &str| {
+                if f == field {
+                    text.clone()
+                } else {
+                    "a".to_owned()
+                }
+            };
             StockProfile::new(
                 pick("name"),
                 pick("exchange"),
@@ -184,7 +190,11 @@ async fn the_document_states_the_limits_the_server_applies() {
         let parameters = doc["paths"][path][method]["parameters"].as_array().unwrap();
         let ticker = parameters.iter().find(|p| p["name"] == "ticker").unwrap();
         assert_eq!(ticker["in"], "path", "{method} {path}");
-        assert_eq!(ticker["schema"]["pattern"], Ticker::PATTERN, "{method} {path}");
+        assert_eq!(
+            ticker["schema"]["pattern"],
+            Ticker::PATTERN,
+            "{method} {path}"
+        );
         let not_found = &doc["paths"][path][method]["responses"]["404"]["description"];
         if method != "put" {
             assert_eq!(not_found, "No stock has the ticker.", "{method} {path}");

@@ -153,7 +153,11 @@ async fn bodies_that_are_not_the_expected_json_are_400() {
 #[actix_web::test]
 async fn body_errors_name_their_field() {
     let cases: [(&str, TestRequest, &[&str]); 8] = [
-        ("missing", put("/api/stocks/AAPL", r#"{"exchange":"X","sector":"Y"}"#), &["name"]),
+        (
+            "missing",
+            put("/api/stocks/AAPL", r#"{"exchange":"X","sector":"Y"}"#),
+            &["name"],
+        ),
         (
             "unknown",
             put(
@@ -164,7 +168,10 @@ async fn body_errors_name_their_field() {
         ),
         (
             "wrong type",
-            put("/api/stocks/AAPL", &PROFILE.replace("3000000000000", "3e12")),
+            put(
+                "/api/stocks/AAPL",
+                &PROFILE.replace("3000000000000", "3e12"),
+            ),
             &["market_cap"],
         ),
         (
@@ -207,7 +214,10 @@ async fn body_errors_name_their_field() {
         assert_eq!(reply.invalid_fields(), fields, "{what}");
         let problem = reply.json();
         for error in problem["errors"].as_array().unwrap() {
-            assert!(!error["message"].as_str().unwrap().is_empty(), "{what}: {problem}");
+            assert!(
+                !error["message"].as_str().unwrap().is_empty(),
+                "{what}: {problem}"
+            );
         }
     }
     for body in [r#"{"name": "#, "", "[]", "{}}"] {
