@@ -23,7 +23,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, RefOr, Required, Schema};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use crate::body::{InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody};
+use crate::body::{
+    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, MAX_BODY_BYTES,
+};
 use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::Liveness;
 use crate::handlers::writes::UpsertedBars;
@@ -129,6 +131,11 @@ pub(crate) fn unknown_ticker() -> String {
     let mut words = NO_STOCK_HAS_THE_TICKER.chars();
     let first = words.next().map(|c| c.to_ascii_uppercase());
     first.into_iter().chain(words).chain(['.']).collect()
+}
+
+/// The description of a 413, from the limit [`read_json`](crate::body) applies.
+pub(crate) fn body_too_large() -> String {
+    format!("The body is over {} MiB.", MAX_BODY_BYTES / (1024 * 1024))
 }
 
 /// The object schema of a component, for [`describe_limits`].

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::body::{read_json, InvalidateBody};
+use crate::openapi::body_too_large;
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -64,7 +65,7 @@ pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
         (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = body_too_large(), body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::body::{read_json, PriceUploadBody, StockProfileBody};
-use crate::openapi::{unknown_ticker, TickerPath};
+use crate::openapi::{body_too_large, unknown_ticker, TickerPath};
 use crate::params::parse_ticker;
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
@@ -50,7 +50,7 @@ fn writable_ticker(req: &HttpRequest) -> Result<Ticker, ApiError> {
         (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = body_too_large(), body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
@@ -92,7 +92,7 @@ pub async fn put_stock(
         (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = body_too_large(), body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )

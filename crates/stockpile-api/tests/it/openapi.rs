@@ -176,6 +176,20 @@ async fn the_document_states_the_limits_the_server_applies() {
     assert_eq!(profile["currency"]["pattern"], Currency::PATTERN);
     assert!(Currency::parse("EUR").is_ok() && Currency::parse("eur").is_err());
 
+    for (path, method) in [
+        ("/api/stocks/{ticker}", "put"),
+        ("/api/stocks/{ticker}/prices", "post"),
+        ("/api/cache/invalidate", "post"),
+    ] {
+        let too_large = &doc["paths"][path][method]["responses"]["413"]["description"];
+        let mib = stockpile_api::MAX_BODY_BYTES / (1024 * 1024);
+        assert_eq!(
+            too_large,
+            &format!("The body is over {mib} MiB."),
+            "{method} {path}"
+        );
+    }
+
     let bars = &schemas["PriceUploadBody"]["properties"]["bars"];
     assert_eq!(bars["minItems"], 1);
     assert_eq!(bars["maxItems"], MAX_BARS_PER_UPLOAD);
