@@ -5,6 +5,8 @@
 //! the enumerations' allowed values, the ticker's pattern and the bodies' limits, each read
 //! from the domain's own constant so the document cannot drift from what the server applies.
 
+use std::collections::BTreeMap;
+
 use stockpile_application::views::{
     HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList, StockSummary,
     TopMovers,
@@ -17,11 +19,11 @@ use stockpile_domain::{
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
-use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, RefOr, Required, Schema};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, Ref, RefOr, Required, Schema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 use crate::body::{
     InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, MAX_BODY_BYTES,
@@ -30,7 +32,7 @@ use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::Liveness;
 use crate::handlers::writes::UpsertedBars;
 use crate::handlers::{cache_admin, operations, reads, writes};
-use crate::problem::Problem;
+use crate::problem::{Problem, PROBLEM_JSON};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -133,9 +135,54 @@ pub(crate) fn unknown_ticker() -> String {
     first.into_iter().chain(words).chain(['.']).collect()
 }
 
-/// The description of a 413, from the limit [`read_json`](crate::body) applies.
-pub(crate) fn body_too_large() -> String {
-    format!("The body is over {} MiB.", MAX_BODY_BYTES / (1024 * 1024))
+/// A problem+json answer with its description, as the handlers' own error responses are.
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// The refusals of every admin endpoint (401, 403), described once.
+pub(crate) struct AdminRefusals;
+
+impl IntoResponses for AdminRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("401", "Missing or malformed `Authorization` header."),
+            ("403", "Wrong token, or admin endpoints switched off."),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_owned(), problem_response(description)))
+        .collect()
+    }
+}
+
+/// The refusals of every request body before it is read (408, 413, 415), described once;
+/// the 413 from [`MAX_BODY_BYTES`] itself.
+pub(crate) struct BodyRefusals;
+
+impl IntoResponses for BodyRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let too_large = format!("The body is over {} MiB.", MAX_BODY_BYTES / (1024 * 1024));
+        [
+            (
+                "408",
+                "The body did not arrive within the body timeout (15 s).",
+            ),
+            ("413", too_large.as_str()),
+            ("415", "The body is not `application/json`."),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_owned(), problem_response(description)))
+        .collect()
+    }
 }
 
 /// The object schema of a component, for [`describe_limits`].

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::body::{read_json, InvalidateBody};
-use crate::openapi::body_too_large;
+use crate::openapi::{AdminRefusals, BodyRefusals};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -62,11 +62,8 @@ pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
     responses(
         (status = 200, description = "The matching keys were removed.", body = Deleted),
         (status = 400, description = "Malformed JSON, unknown field, or a pattern not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = body_too_large(), body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
+        BodyRefusals,
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -92,8 +89,7 @@ pub async fn invalidate(
     responses(
         (status = 204, description = "The key was removed."),
         (status = 400, description = "A key not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
         (status = 404, description = "There was no such key.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
@@ -120,8 +116,7 @@ pub async fn delete_key(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key under the prefix was removed.", body = Deleted),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
