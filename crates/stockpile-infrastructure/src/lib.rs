@@ -16,5 +16,7 @@ pub use cache::{
     RedisCache, RedisSettings,
 };
 
+pub mod redaction;
+
 pub mod repository;
 pub use repository::{DatabaseOptions, SeaOrmStockRepository};

@@ -26,7 +26,8 @@ use stockpile_application::ports::Cache;
 pub use self::fallback::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
-pub use self::redis::{redact_url, RedisCache, RedisSettings};
+pub use self::redis::{RedisCache, RedisSettings};
+pub use crate::redaction::redact_url;
 
 /// The longest lifetime any adapter stores: longer ones would overflow `Instant` arithmetic
 /// or Redis's expiry, and a century is "for ever" to a cache.

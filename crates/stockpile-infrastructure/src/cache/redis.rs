@@ -28,6 +28,7 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::time::error::Elapsed;
 
 use super::{glob, LONGEST_TTL};
+use crate::redaction::{redact_url, UrlSecrets};
 
 /// How keys are fetched per `SCAN` step: large enough that clearing a big cache takes few
 /// round trips, small enough that no single step blocks Redis noticeably.
@@ -71,85 +72,6 @@ impl fmt::Debug for RedisSettings {
             .field("command_timeout", &self.command_timeout)
             .finish()
     }
-}
-
-/// `url` with its password, if any, replaced by `***`: in the user-info part
-/// (`redis://user:secret@host`, or all of it when it has no `:`) and in a `password` or
-/// `pass` query parameter (`redis+unix:///socket?pass=secret`).
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        // Not a URL at all: it cannot be told which part is secret, so none is shown.
-        return "***".to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("***@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let path = match path.split_once('?') {
-        Some((before, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if matches!(name, "password" | "pass") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{before}?{}", query.join("&"))
-        }
-        None => path.to_owned(),
-    };
-    format!("{}{authority}{path}", &url[..scheme_end])
-}
-
-/// The secret parts of the URL, kept to scrub them from error messages.
-#[derive(Clone)]
-struct Secrets {
-    url: String,
-    redacted_url: String,
-}
-
-impl Secrets {
-    /// `message` with the URL and anything the redacted URL hides removed. Redis's own
-    /// messages do not quote the URL, but an error text is no place to find out that one does.
-    fn scrub(&self, message: &str) -> String {
-        let mut message = message.replace(&self.url, &self.redacted_url);
-        for secret in hidden_parts(&self.url) {
-            message = message.replace(secret, "***");
-        }
-        message
-    }
-}
-
-/// The parts of `url` that [`redact_url`] hides.
-fn hidden_parts(url: &str) -> Vec<&str> {
-    let Some(rest) = url.find("://").map(|i| &url[i + 3..]) else {
-        return vec![url];
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut parts = Vec::new();
-    if let Some((user_info, _)) = rest[..authority_end].rsplit_once('@') {
-        parts.push(user_info.split_once(':').map_or(user_info, |(_, p)| p));
-    }
-    if let Some((_, query)) = rest.split_once('?') {
-        parts.extend(
-            query
-                .split('&')
-                .filter_map(|pair| match pair.split_once('=') {
-                    Some(("password" | "pass", value)) => Some(value),
-                    _ => None,
-                }),
-        );
-    }
-    parts.retain(|part| !part.is_empty());
-    parts
 }
 
 /// A command or a pipeline: what [`RedisCache::run`] sends.
@@ -255,7 +177,7 @@ pub struct RedisCache {
     /// How many times a command is retried on a connection that turns out to be dead: once
     /// per pooled connection, since after a Redis restart every one of them is.
     pool_size: u32,
-    secrets: Secrets,
+    secrets: UrlSecrets,
     /// What this cache writes into the leases it takes, so that it releases only its own.
     lease_token: String,
 }
@@ -281,7 +203,7 @@ pub(super) fn instance_token() -> String {
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCache")
-            .field("url", &self.secrets.redacted_url)
+            .field("url", &self.secrets.redacted())
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
@@ -297,10 +219,7 @@ impl RedisCache {
     /// # Panics
     /// Outside a Tokio runtime: the pool spawns a task that closes idle connections.
     pub fn new(settings: &RedisSettings) -> Self {
-        let secrets = Secrets {
-            url: settings.url.clone(),
-            redacted_url: redact_url(&settings.url),
-        };
+        let secrets = UrlSecrets::new(&settings.url);
         // bb8 refuses a zero connection timeout.
         let connect_timeout = settings.connect_timeout.max(Duration::from_millis(1));
         let pool_size = settings.pool_size.max(1);
@@ -327,7 +246,7 @@ impl RedisCache {
                     "the Redis URL is not valid: {}",
                     secrets.scrub(&e.to_string())
                 );
-                tracing::error!(url = %secrets.redacted_url, "{why}; Redis will not be used");
+                tracing::error!(url = %secrets.redacted(), "{why}; Redis will not be used");
                 Err(why)
             }
         };
