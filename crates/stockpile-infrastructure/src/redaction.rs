@@ -95,7 +95,7 @@ fn secret_spans(url: &str) -> Vec<Range<usize>> {
             // `sqlite:stockpile.db?mode=rwc`: no authority, perhaps a query.
             query_spans(url, 0)
         } else {
-            vec![0..url.len()]
+            Vec::from([0..url.len()])
         };
     };
     let mut spans = Vec::new();

@@ -11,11 +11,13 @@
 //! Every adapter confines itself to its key prefix; patterns are matched by [`glob`] exactly
 //! as Redis matches them, so memory and Redis remove the same keys.
 
-mod fallback;
+mod failover;
 pub mod glob;
+mod invalidation;
 mod memory;
 mod null;
 mod redis;
+mod tiered;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use stockpile_application::ports::Cache;
 
-pub use self::fallback::FallbackCache;
+pub use self::failover::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
 pub use self::redis::{RedisCache, RedisSettings};

@@ -264,6 +264,11 @@ impl RedisCache {
         }
     }
 
+    /// How Redis is reached.
+    pub fn topology(&self) -> RedisTopology {
+        RedisTopology::Standalone
+    }
+
     /// The namespace of every key.
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
@@ -569,7 +574,7 @@ impl Cache for RedisCache {
         };
         CacheStatus {
             state,
-            topology: Some(RedisTopology::Standalone),
+            topology: Some(self.topology()),
             key_prefix: self.key_prefix.clone(),
         }
     }
