@@ -95,7 +95,8 @@ fn secret_spans(url: &str) -> Vec<Range<usize>> {
             // `sqlite:stockpile.db?mode=rwc`: no authority, perhaps a query.
             query_spans(url, 0)
         } else {
-            Vec::from([0..url.len()])
+            let everything = 0..url.len();
+            vec![everything]
         };
     };
     let mut spans = Vec::new();
@@ -183,12 +184,21 @@ mod tests {
             // Nothing secret.
             ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
             ("postgres://h/db", "postgres://h/db"),
-            ("sqlite://stockpile.db?mode=rwc", "sqlite://stockpile.db?mode=rwc"),
-            ("sqlite:stockpile.db?mode=rwc", "sqlite:stockpile.db?mode=rwc"),
+            (
+                "sqlite://stockpile.db?mode=rwc",
+                "sqlite://stockpile.db?mode=rwc",
+            ),
+            (
+                "sqlite:stockpile.db?mode=rwc",
+                "sqlite:stockpile.db?mode=rwc",
+            ),
             ("sqlite::memory:", "sqlite::memory:"),
             // The user-info's password.
             ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
-            ("redis://app:hunter2@cache:6379", "redis://app:***@cache:6379"),
+            (
+                "redis://app:hunter2@cache:6379",
+                "redis://app:***@cache:6379",
+            ),
             (
                 "postgres://app:hunter2@db:5432/stockpile",
                 "postgres://app:***@db:5432/stockpile",
@@ -206,9 +216,15 @@ mod tests {
                 "postgres://***@h/db?password=***",
             ),
             ("redis://h?password=hunter2", "redis://h?password=***"),
-            ("redis://h/0?PASSWORD=hunter2&db=1", "redis://h/0?PASSWORD=***&db=1"),
+            (
+                "redis://h/0?PASSWORD=hunter2&db=1",
+                "redis://h/0?PASSWORD=***&db=1",
+            ),
             ("redis://h/0?Password=hunter2", "redis://h/0?Password=***"),
-            ("redis://h/0?pass%77ord=hunter2", "redis://h/0?pass%77ord=***"),
+            (
+                "redis://h/0?pass%77ord=hunter2",
+                "redis://h/0?pass%77ord=***",
+            ),
             (
                 "redis+unix:///run/redis.sock?db=1&pass=hunter2",
                 "redis+unix:///run/redis.sock?db=1&pass=***",
@@ -217,8 +233,14 @@ mod tests {
                 "postgres://h/db?sslmode=require&sslpassword=hunter2#x",
                 "postgres://h/db?sslmode=require&sslpassword=***#x",
             ),
-            ("postgres://h/db?user=u;password=hunter2", "postgres://h/db?user=u;password=***"),
-            ("sqlite:db.sqlite?password=hunter2", "sqlite:db.sqlite?password=***"),
+            (
+                "postgres://h/db?user=u;password=hunter2",
+                "postgres://h/db?user=u;password=***",
+            ),
+            (
+                "sqlite:db.sqlite?password=hunter2",
+                "sqlite:db.sqlite?password=***",
+            ),
             (
                 "postgres://u:one@h/db?password=two",
                 "postgres://u:***@h/db?password=***",
@@ -249,7 +271,13 @@ mod tests {
             scrubbed.contains("postgres://app:***@db/x?password=***"),
             "{scrubbed}"
         );
-        assert_eq!(UrlSecrets::new("hunter2").scrub("no hunter2 here"), "no *** here");
-        assert_eq!(UrlSecrets::new("redis://h/0").scrub("as it was"), "as it was");
+        assert_eq!(
+            UrlSecrets::new("hunter2").scrub("no hunter2 here"),
+            "no *** here"
+        );
+        assert_eq!(
+            UrlSecrets::new("redis://h/0").scrub("as it was"),
+            "as it was"
+        );
     }
 }

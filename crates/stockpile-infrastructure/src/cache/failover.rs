@@ -210,7 +210,11 @@ impl Cache for FallbackCache {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        match self.shared.invalidate(Invalidation::Key(key.to_owned())).await {
+        match self
+            .shared
+            .invalidate(Invalidation::Key(key.to_owned()))
+            .await
+        {
             Some(removed) => Ok(removed > 0),
             None => self.shared.memory().delete(key).await,
         }

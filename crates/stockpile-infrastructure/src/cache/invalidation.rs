@@ -112,9 +112,18 @@ mod tests {
             invalidation,
         };
         let cases = [
-            ("1a-2b-0 key stocks:detail:AAPL", Invalidation::Key("stocks:detail:AAPL".into())),
-            ("1a-2b-0 key a key with spaces", Invalidation::Key("a key with spaces".into())),
-            ("1a-2b-0 match stocks:list:*", Invalidation::Pattern("stocks:list:*".into())),
+            (
+                "1a-2b-0 key stocks:detail:AAPL",
+                Invalidation::Key("stocks:detail:AAPL".into()),
+            ),
+            (
+                "1a-2b-0 key a key with spaces",
+                Invalidation::Key("a key with spaces".into()),
+            ),
+            (
+                "1a-2b-0 match stocks:list:*",
+                Invalidation::Pattern("stocks:list:*".into()),
+            ),
             ("1a-2b-0 clear", Invalidation::All),
         ];
         for (wire, invalidation) in cases {
