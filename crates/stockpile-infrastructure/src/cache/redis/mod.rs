@@ -7,7 +7,9 @@
 //! keys with ours.
 
 mod connection;
+mod lease;
 mod pubsub;
+mod scan;
 mod settings;
 mod topology;
 
@@ -22,12 +24,9 @@ use stockpile_application::ports::{
 };
 
 use self::connection::Connections;
+pub(crate) use self::lease::instance_token;
 pub use self::settings::RedisSettings;
 use super::{glob, LONGEST_TTL};
-
-/// How keys are fetched per `SCAN` step: large enough that clearing a big cache takes few
-/// round trips, small enough that no single step blocks Redis noticeably.
-const SCAN_COUNT: u32 = 500;
 
 /// A [`Cache`] in Redis, under a key prefix, through a small pool of multiplexed connections.
 ///
@@ -41,24 +40,6 @@ pub struct RedisCache {
     match_prefix: String,
     /// What this cache writes into the leases it takes, so that it releases only its own.
     lease_token: String,
-}
-
-/// Deletes the lease in `KEYS[1]` only while it still holds this cache's token `ARGV[1]`.
-const RELEASE_LEASE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
-/// A token unique among the caches sharing a Redis (process id, clock and a counter): it
-/// names this cache's leases and its invalidation messages.
-pub(super) fn instance_token() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    format!(
-        "{:x}-{nanos:x}-{:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
 }
 
 impl fmt::Debug for RedisCache {
@@ -139,41 +120,6 @@ impl RedisCache {
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.key_prefix)
     }
-
-    /// Where the load lease on `key` lives: under the prefix, apart from the entries.
-    fn lease_key(&self, key: &str) -> String {
-        format!("{}lease:{key}", self.key_prefix)
-    }
-
-    /// `SCAN`s for keys under the prefix matching `pattern` and `UNLINK`s them page by page;
-    /// returns how many were removed. `UNLINK` frees memory off Redis's main thread, so even
-    /// a large clear does not stall other clients.
-    async fn unlink_matching(&self, pattern: &str) -> Result<u64, CacheError> {
-        let pattern = format!("{}{pattern}", self.match_prefix);
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let (next, mut keys): (u64, Vec<Vec<u8>>) = self.connections.run(&scan).await?;
-            // The escaped prefix already confines the match; checking again costs nothing and
-            // keeps a mistake in escaping from ever deleting another application's keys.
-            keys.retain(|key| key.starts_with(self.key_prefix.as_bytes()));
-            if !keys.is_empty() {
-                let mut unlink = redis::cmd("UNLINK");
-                unlink.arg(&keys);
-                removed += self.connections.run::<u64>(&unlink).await?;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
-        }
-    }
 }
 
 #[async_trait]
@@ -212,26 +158,12 @@ impl Cache for RedisCache {
 
     /// `SET <prefix>lease:<key> <token> NX PX <ttl>`: granted when no lease was there.
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
-        let millis = ttl.min(LONGEST_TTL).as_millis().max(1);
-        let mut set = redis::cmd("SET");
-        set.arg(self.lease_key(key))
-            .arg(&self.lease_token)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(millis).unwrap_or(u64::MAX));
-        // `OK` when set, nil when the key was there.
-        let set: Option<String> = self.connections.run(&set).await?;
-        Ok(set.is_some())
+        self.take_lease(key, ttl).await
     }
 
     /// Deletes the lease only while it holds this cache's token (one `EVAL`, so atomically).
     async fn release_lease(&self, key: &str) -> Result<(), CacheError> {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(RELEASE_LEASE)
-            .arg(1)
-            .arg(self.lease_key(key))
-            .arg(&self.lease_token);
-        self.connections.run::<u64>(&eval).await.map(drop)
+        self.give_back_lease(key).await
     }
 
     /// Pings Redis: available while it answers. Never degraded, since nothing stands in.
