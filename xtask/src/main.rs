@@ -2,6 +2,7 @@
 
 mod bench;
 mod fuzz;
+mod harness;
 mod soak;
 
 use std::net::{SocketAddr, TcpStream};
@@ -191,11 +192,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "stockpile-infrastructure",
-        &[
-            "stockpile-domain",
-            "stockpile-application",
-            "stockpile-migrations",
-        ],
+        &["stockpile-domain", "stockpile-application", "migrations"],
         &["actix-web"],
     ),
     (

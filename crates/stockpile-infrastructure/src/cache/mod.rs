@@ -19,7 +19,6 @@ mod null;
 mod redis;
 mod tiered;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ pub use crate::redaction::redact_url;
 const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Which cache serves (`CACHE_BACKEND`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheBackendKind {
     /// Redis when it answers, memory while it does not.
@@ -49,36 +48,6 @@ pub enum CacheBackendKind {
     Memory,
     /// No caching; Redis is never contacted.
     None,
-}
-
-impl CacheBackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Redis => "redis",
-            Self::Memory => "memory",
-            Self::None => "none",
-        }
-    }
-}
-
-/// A `CACHE_BACKEND` value other than `auto`, `redis`, `memory` or `none`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("CACHE_BACKEND must be one of auto, redis, memory or none, not {0:?}")]
-pub struct UnknownCacheBackend(String);
-
-impl FromStr for CacheBackendKind {
-    type Err = UnknownCacheBackend;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "redis" => Ok(Self::Redis),
-            "memory" => Ok(Self::Memory),
-            "none" => Ok(Self::None),
-            other => Err(UnknownCacheBackend(other.to_owned())),
-        }
-    }
 }
 
 /// The cache's section of the settings. `Debug` redacts the Redis password.

@@ -18,5 +18,6 @@ mod outage;
 mod reads;
 mod schemathesis;
 mod secrets;
+mod settings;
 mod two_instances;
 mod writes;

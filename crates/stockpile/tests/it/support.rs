@@ -1,6 +1,6 @@
 use chrono::NaiveDate;
 use stockpile::seed::{seed, SeedOptions};
-use stockpile::settings::{CacheBackendSetting, ConnectionUrl, Secret};
+use stockpile::settings::{CacheBackendKind, ConnectionUrl, Secret};
 use stockpile::{Application, Settings};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -104,16 +104,15 @@ impl Drop for TestDatabase {
 
 /// Settings for a test server: port 0, the given database, an in-process cache.
 pub fn test_settings(database: &TestDatabase) -> Settings {
-    Settings {
-        bind_addr: "127.0.0.1:0".into(),
-        database_url: serde_json::from_value::<ConnectionUrl>(database.url().into())
-            .unwrap_or_else(|e| panic!("{e}")),
-        cache_backend: CacheBackendSetting::Memory,
-        admin_token: Some(
-            serde_json::from_value::<Secret>(ADMIN_TOKEN.into()).unwrap_or_else(|e| panic!("{e}")),
-        ),
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.http.bind_addr = "127.0.0.1:0".into();
+    settings.database.url = serde_json::from_value::<ConnectionUrl>(database.url().into())
+        .unwrap_or_else(|e| panic!("{e}"));
+    settings.cache.backend = CacheBackendKind::Memory;
+    settings.admin.token = Some(
+        serde_json::from_value::<Secret>(ADMIN_TOKEN.into()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    settings
 }
 
 impl TestApp {
@@ -129,7 +128,7 @@ impl TestApp {
         days: usize,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            stockpile::telemetry::init(None);
+            stockpile::telemetry::init(&stockpile::settings::LogSection::default());
         }
         let app = Application::build(&settings)
             .await
@@ -210,10 +209,10 @@ pub async fn all_on_redis_or_skip(apps: &[&TestApp]) -> bool {
 pub fn shared_redis_settings(database: &TestDatabase, prefix: &str) -> Settings {
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let mut settings = test_settings(database);
-    settings.cache_backend = CacheBackendSetting::Auto;
-    settings.redis_url = Some(
+    settings.cache.backend = CacheBackendKind::Auto;
+    settings.redis.url = Some(
         serde_json::from_value::<ConnectionUrl>(redis_url.into()).unwrap_or_else(|e| panic!("{e}")),
     );
-    settings.cache_key_prefix = prefix.to_owned();
+    settings.cache.key_prefix = prefix.to_owned();
     settings
 }
