@@ -211,8 +211,7 @@ fn redis_urls() -> Vec<String> {
 #[test]
 fn no_form_of_password_reaches_a_debug_output() {
     for url in database_urls().into_iter().chain(redis_urls()) {
-        let typed: stockpile::settings::ConnectionUrl =
-            serde_json::from_value(json!(url)).unwrap();
+        let typed: stockpile::settings::ConnectionUrl = serde_json::from_value(json!(url)).unwrap();
         assert_no_secret(&format!("{typed:?}"));
         assert_no_secret(&typed.redacted());
         let redis = stockpile_infrastructure::RedisSettings {
