@@ -97,18 +97,9 @@ impl fmt::Debug for ConnectionUrl {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
+/// The URL with its passwords hidden; see `stockpile_infrastructure::redaction`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    stockpile_infrastructure::redaction::redact_url(url)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -11,21 +11,24 @@
 //! Every adapter confines itself to its key prefix; patterns are matched by [`glob`] exactly
 //! as Redis matches them, so memory and Redis remove the same keys.
 
-mod fallback;
+mod failover;
 pub mod glob;
+mod invalidation;
 mod memory;
 mod null;
 mod redis;
+mod tiered;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use stockpile_application::ports::Cache;
 
-pub use self::fallback::FallbackCache;
+pub use self::failover::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
-pub use self::redis::{redact_url, RedisCache, RedisSettings};
+pub use self::redis::{RedisCache, RedisSettings};
+pub use crate::redaction::redact_url;
 
 /// The longest lifetime any adapter stores: longer ones would overflow `Instant` arithmetic
 /// or Redis's expiry, and a century is "for ever" to a cache.
