@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fault_proxy::FaultProxy;
+use stockpile_test_support::FaultProxy;
+
 use crate::support::{test_settings, TestApp, TestDatabase};
 
 /// The longest a request may take while the database is down. The pool waits out its acquire
@@ -39,8 +40,9 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
         return;
     };
     let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
-    settings.database_url = proxied_url;
+    let (proxy, proxied_url) =
+        FaultProxy::in_front_of_database(settings.database_url.expose()).await;
+    settings.database_url = serde_json::from_value(proxied_url.into()).unwrap();
     settings.database_max_connections = 2;
     settings.cache_ttl_default = TTL_SECONDS;
     let app = TestApp::spawn_with(settings, database, 3, 30).await;
