@@ -6,7 +6,10 @@
 
 mod fake_cache;
 mod fault_proxy;
+mod process;
 mod redis_server;
+mod sentinel;
+mod tls;
 
 use std::future::Future;
 use std::io::Write;
@@ -14,7 +17,10 @@ use std::time::{Duration, Instant};
 
 pub use fake_cache::{cache_status, CacheMode, FakeCache};
 pub use fault_proxy::FaultProxy;
+pub use process::redis_cli;
 pub use redis_server::{ping, RedisServer};
+pub use sentinel::{RedisSentinel, SENTINEL_MASTER};
+pub use tls::{Certificates, TlsRedisServer};
 
 /// Whether the tests run under `CI=true`, where everything they need must be there.
 pub fn on_ci() -> bool {

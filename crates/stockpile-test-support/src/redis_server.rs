@@ -1,13 +1,15 @@
 //! A `redis-server` of the test's own on a spare loopback port: started, killed as a crash
-//! would (SIGKILL) and started again on the same port and directory.
+//! would (SIGKILL) and started again on the same port and directory. Sentinels, cluster nodes
+//! and TLS servers are the same thing with other arguments.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
+use crate::process::{redis_cli, Process};
 use crate::{skip_or_fail, spare_port, wait_until, TempDir};
 
 /// How long a starting server may take to answer `PING`.
@@ -17,9 +19,22 @@ pub struct RedisServer {
     port: u16,
     /// Its working directory: `SAVE` writes there, and a restart loads what it wrote.
     dir: TempDir,
+    /// A configuration file, given first (a Sentinel needs one it can rewrite).
+    config: Option<PathBuf>,
     /// Arguments after the built-in ones (a later one wins in Redis).
     extra: Vec<OsString>,
-    child: Option<Child>,
+    /// How to tell that it answers.
+    probe: Probe,
+    process: Option<Process>,
+}
+
+/// How a server is asked whether it answers.
+#[derive(Debug, Clone)]
+pub(crate) enum Probe {
+    /// `PING` over plain TCP on its port.
+    Plain,
+    /// `redis-cli <these arguments> PING`, for a server that speaks TLS only.
+    Cli(Vec<OsString>),
 }
 
 impl RedisServer {
@@ -34,25 +49,38 @@ impl RedisServer {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let mut server = Self::stopped(spare_port(), extra.into_iter().map(Into::into).collect());
+        Self::configured(spare_port(), None, extra, Probe::Plain).await
+    }
+
+    /// A server on `port` started with `config` (if any) and `extra`, once `probe` says it
+    /// answers; `None` after [`skip_or_fail`] otherwise.
+    pub(crate) async fn configured<I, S>(
+        port: u16,
+        config: Option<PathBuf>,
+        extra: I,
+        probe: Probe,
+    ) -> Option<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut server = Self {
+            port,
+            dir: TempDir::new("redis"),
+            config,
+            extra: extra.into_iter().map(Into::into).collect(),
+            probe,
+            process: None,
+        };
         if server.restart().await {
             Some(server)
         } else {
             skip_or_fail(&format!(
-                "redis-server did not start on port {} (is it installed?)",
-                server.port
+                "redis-server did not start on port {} (is it installed? its log: {})",
+                server.port,
+                server.dir().join("redis.log").display()
             ));
             None
-        }
-    }
-
-    /// A server that [`Self::restart`] starts on `port`.
-    pub(crate) fn stopped(port: u16, extra: Vec<OsString>) -> Self {
-        Self {
-            port,
-            dir: TempDir::new("redis"),
-            extra,
-            child: None,
         }
     }
 
@@ -65,52 +93,98 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its working directory (its log is `redis.log` there).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
 
-    /// Starts it (again) on the same port, loading what `SAVE` last wrote; true once it
-    /// answers `PING`.
-    pub async fn restart(&mut self) -> bool {
-        self.spawn() && wait_until(START_WITHIN, || ping(self.port)).await
+    /// Whether it is running (not killed, not ended by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|process| !process.has_ended())
     }
 
-    /// Starts the process without waiting for it to answer; false when it cannot be spawned.
-    pub(crate) fn spawn(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.dir.path().join("redis.log"))
-            .args(&self.extra)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        match spawned {
-            Ok(child) => {
-                self.child = Some(child);
-                true
-            }
-            Err(_) => false,
+    /// Starts it (again) on the same port, loading what `SAVE` last wrote; true once it
+    /// answers.
+    pub async fn restart(&mut self) -> bool {
+        let mut args: Vec<OsString> = Vec::new();
+        args.extend(self.config.iter().map(Into::into));
+        for arg in ["--port", &self.port.to_string(), "--bind", "127.0.0.1"] {
+            args.push(arg.into());
         }
+        for arg in ["--save", "", "--appendonly", "no", "--dir"] {
+            args.push(arg.into());
+        }
+        args.push(self.dir.path().into());
+        args.push("--logfile".into());
+        args.push(self.dir.path().join("redis.log").into());
+        args.extend(self.extra.iter().cloned());
+        let Some(mut process) = Process::spawn("redis-server", &args) else {
+            return false;
+        };
+        let (probe, port) = (&self.probe, self.port);
+        // Stops early when the server ends by itself (a port taken, a bad argument).
+        let settled = wait_until(START_WITHIN, || {
+            let ended = process.has_ended();
+            async move { ended || probe.answers(port).await }
+        })
+        .await;
+        let up = settled && !process.has_ended();
+        self.process = Some(process);
+        up
+    }
+
+    /// `redis-cli` against it (over TLS for a TLS server): what it printed, trimmed.
+    pub async fn cli<I, S>(&self, args: I) -> Result<String, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        redis_cli(
+            self.probe
+                .cli_args(self.port)
+                .into_iter()
+                .chain(args.into_iter().map(Into::into)),
+        )
+        .await
+    }
+
+    /// The value of `field` in `INFO <section>`, if it answers and has one.
+    pub async fn info(&self, section: &str, field: &str) -> Option<String> {
+        let info = self.cli(["INFO", section]).await.ok()?;
+        info.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name == field).then(|| value.trim().to_owned())
+        })
     }
 
     /// Kills it at once (SIGKILL), as a crash would; returns once the process is gone.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+        if let Some(process) = self.process.take() {
+            process.kill().await;
         }
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
+impl Probe {
+    async fn answers(&self, port: u16) -> bool {
+        match self {
+            Self::Plain => ping(port).await,
+            Self::Cli(args) => redis_cli(args.iter().chain(&["PING".into()]))
+                .await
+                .is_ok_and(|reply| reply == "PONG"),
+        }
+    }
+
+    /// The `redis-cli` arguments that reach the server on `port`.
+    fn cli_args(&self, port: u16) -> Vec<OsString> {
+        match self {
+            Self::Plain => ["-h", "127.0.0.1", "-p", &port.to_string()]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            Self::Cli(args) => args.clone(),
         }
     }
 }

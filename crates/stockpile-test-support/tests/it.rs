@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use stockpile_test_support::{ping, spare_port, wait_until, FaultProxy, RedisServer};
+use stockpile_test_support::{
+    ping, redis_cli, spare_port, wait_until, Certificates, FaultProxy, RedisSentinel, RedisServer,
+    TlsRedisServer,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -93,4 +96,76 @@ fn a_spare_port_can_be_bound() {
     let port = spare_port();
     assert_ne!(port, 0);
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+#[tokio::test]
+async fn a_tls_server_answers_over_tls_only_to_clients_that_trust_its_authority() {
+    let Some(server) = TlsRedisServer::start().await else {
+        return;
+    };
+    assert_eq!(
+        server.url(),
+        format!("rediss://127.0.0.1:{}", server.port())
+    );
+    assert!(server.ca_file().is_file());
+    let cli = server.certificates().cli_args(server.port());
+    let set = redis_cli(
+        cli.iter()
+            .cloned()
+            .chain(["SET".into(), "k".into(), "v".into()]),
+    )
+    .await;
+    assert_eq!(set.as_deref(), Ok("OK"));
+    let get = redis_cli(cli.iter().cloned().chain(["GET".into(), "k".into()])).await;
+    assert_eq!(get.as_deref(), Ok("v"));
+    assert!(!ping(server.port()).await, "answered plain text");
+    let other = Certificates::generate().await.unwrap();
+    let distrusted = redis_cli(
+        other
+            .cli_args(server.port())
+            .into_iter()
+            .chain(["PING".into()]),
+    )
+    .await;
+    assert!(
+        distrusted.is_err(),
+        "a foreign authority was trusted: {distrusted:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sentinel_set_names_its_master_and_fails_over_when_it_is_killed() {
+    let Some(mut set) = RedisSentinel::start().await else {
+        return;
+    };
+    assert_eq!(set.sentinels_setting().split(',').count(), 3);
+    let first = set.master_port().await.unwrap();
+    let master = set.server(first).unwrap();
+    assert_eq!(master.cli(["SET", "k", "v"]).await.as_deref(), Ok("OK"));
+
+    let promoted = set.failover().await;
+    assert_ne!(promoted, first);
+    let new_master = set.server(promoted).unwrap();
+    assert_eq!(new_master.cli(["GET", "k"]).await.as_deref(), Ok("v"));
+
+    // The old master is a replica now; once it follows, killing the master promotes it back.
+    let old = set.server(first).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            old.info("replication", "master_link_status")
+                .await
+                .as_deref()
+                == Some("up")
+        })
+        .await,
+        "the old master never followed the new one"
+    );
+    let killed = set.kill_master().await;
+    assert_eq!(killed, promoted);
+    let started = std::time::Instant::now();
+    let back = set
+        .wait_for_new_master(killed, Duration::from_secs(30))
+        .await;
+    assert_eq!(back, Some(first), "no promotion after the kill");
+    eprintln!("promoted {:?} after the kill", started.elapsed());
 }
