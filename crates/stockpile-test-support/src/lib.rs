@@ -4,6 +4,7 @@
 //!
 //! Only ever a dev-dependency (`cargo xtask layers` checks it): nothing here ships.
 
+mod cluster;
 mod fake_cache;
 mod fault_proxy;
 mod process;
@@ -15,6 +16,7 @@ use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+pub use cluster::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 pub use fake_cache::{cache_status, CacheMode, FakeCache};
 pub use fault_proxy::FaultProxy;
 pub use process::redis_cli;
@@ -42,6 +44,20 @@ pub fn skip_or_fail(why: &str) {
     let _ = std::io::stderr().write_all(
         format!("\n*** SKIPPED{test}: {why} (set CI=true to make this a failure) ***\n").as_bytes(),
     );
+}
+
+/// `Some(started)` when it is `ready`; otherwise [`skip_or_fail`] with what `why` says of it.
+pub(crate) fn ready_or_skip<T>(
+    ready: bool,
+    started: T,
+    why: impl FnOnce(&T) -> String,
+) -> Option<T> {
+    if ready {
+        Some(started)
+    } else {
+        skip_or_fail(&why(&started));
+        None
+    }
 }
 
 /// A loopback port nothing listens on right now.

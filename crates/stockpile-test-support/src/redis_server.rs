@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::process::{redis_cli, Process};
-use crate::{skip_or_fail, spare_port, wait_until, TempDir};
+use crate::{ready_or_skip, spare_port, wait_until, TempDir};
 
 /// How long a starting server may take to answer `PING`.
 const START_WITHIN: Duration = Duration::from_secs(10);
@@ -72,16 +72,14 @@ impl RedisServer {
             probe,
             process: None,
         };
-        if server.restart().await {
-            Some(server)
-        } else {
-            skip_or_fail(&format!(
-                "redis-server did not start on port {} (is it installed? its log: {})",
+        let ready = server.restart().await;
+        ready_or_skip(ready, server, |server| {
+            format!(
+                "redis-server did not start on port {} (is it installed?){}",
                 server.port,
-                server.dir().join("redis.log").display()
-            ));
-            None
-        }
+                server.log_tail()
+            )
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -96,6 +94,18 @@ impl RedisServer {
     /// Its working directory (its log is `redis.log` there).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// The last lines of its log, for a message saying why it failed (gone with the server).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir().join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its log ends:\n{tail}")
+        }
     }
 
     /// Whether it is running (not killed, not ended by itself).
@@ -113,9 +123,18 @@ impl RedisServer {
         for arg in ["--port", &self.port.to_string(), "--bind", "127.0.0.1"] {
             args.push(arg.into());
         }
-        for arg in ["--save", "", "--appendonly", "no", "--dir"] {
+        // A replica syncs at once, not after the 5 s that let more replicas share a sync.
+        for arg in [
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--repl-diskless-sync-delay",
+            "0",
+        ] {
             args.push(arg.into());
         }
+        args.push("--dir".into());
         args.push(self.dir.path().into());
         args.push("--logfile".into());
         args.push(self.dir.path().join("redis.log").into());

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::redis_server::{Probe, RedisServer};
-use crate::{skip_or_fail, spare_port, wait_until, TempDir};
+use crate::{ready_or_skip, skip_or_fail, spare_port, wait_until, TempDir};
 
 /// The master's name at the Sentinels (`REDIS_SENTINEL_MASTER`).
 pub const SENTINEL_MASTER: &str = "stockpile-test";
@@ -57,16 +57,13 @@ impl RedisSentinel {
             sentinels,
             _configs: configs,
         };
-        let primary = set.servers[0].port();
-        if set.settled_on(primary).await {
-            Some(set)
-        } else {
-            skip_or_fail(&format!(
-                "the Sentinels did not agree on the master within {SETTLE_WITHIN:?} (logs in {})",
-                set.sentinels[0].dir().display()
-            ));
-            None
-        }
+        let ready = set.settled_on(set.servers[0].port()).await;
+        ready_or_skip(ready, set, |set| {
+            format!(
+                "the Sentinels did not agree on the master within {SETTLE_WITHIN:?}{}",
+                set.sentinels[0].log_tail()
+            )
+        })
     }
 
     /// The Sentinels as `REDIS_SENTINELS` lists them: `127.0.0.1:<port>,…`.

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use stockpile_test_support::{
-    ping, redis_cli, spare_port, wait_until, Certificates, FaultProxy, RedisSentinel, RedisServer,
-    TlsRedisServer,
+    ping, redis_cli, spare_port, wait_until, Certificates, FaultProxy, RedisCluster, RedisSentinel,
+    RedisServer, TlsRedisServer,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -168,4 +168,49 @@ async fn a_sentinel_set_names_its_master_and_fails_over_when_it_is_killed() {
         .await;
     assert_eq!(back, Some(first), "no promotion after the kill");
     eprintln!("promoted {:?} after the kill", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_shared_cluster_starts_once_and_routes_keys_to_their_slots() {
+    let Some(cluster) = RedisCluster::shared().await else {
+        return;
+    };
+    let again = RedisCluster::shared().await.unwrap();
+    assert!(std::ptr::eq(cluster, again), "a second cluster was started");
+    assert_eq!(cluster.ports().len(), 6);
+    assert!(cluster.ports().iter().all(|port| *port < 55_536));
+    assert_eq!(cluster.primaries().await.len(), 3);
+    let seed = cluster.addrs()[0].clone();
+    let (host, port) = seed.split_once(':').unwrap();
+    // -c follows MOVED: keys land on whichever primary owns their slot.
+    for key in ["a", "b", "c", "{user}:1", "{user}:2"] {
+        let set = redis_cli(["-c", "-h", host, "-p", port, "SET", key, "v"]).await;
+        assert_eq!(set.as_deref(), Ok("OK"), "SET {key}");
+        let get = redis_cli(["-c", "-h", host, "-p", port, "GET", key]).await;
+        assert_eq!(get.as_deref(), Ok("v"), "GET {key}");
+    }
+    let info = redis_cli(["-h", host, "-p", port, "CLUSTER", "INFO"])
+        .await
+        .unwrap();
+    assert!(info.contains("cluster_state:ok"), "{info}");
+}
+
+#[tokio::test]
+async fn a_cluster_of_its_own_fails_over_a_killed_primary_and_reshards() {
+    let Some(mut cluster) = RedisCluster::start(3, 1).await else {
+        return;
+    };
+    let killed = cluster.kill_a_primary().await;
+    assert!(
+        cluster.wait_until_ok(Duration::from_secs(60)).await,
+        "no failover of {killed}"
+    );
+    let primaries = cluster.primaries().await;
+    assert_eq!(primaries.len(), 3, "{primaries:?}");
+    assert!(!primaries.contains(&killed));
+    cluster
+        .reshard(primaries[0], primaries[1], 100)
+        .await
+        .unwrap();
+    assert!(cluster.wait_until_ok(Duration::from_secs(60)).await);
 }
