@@ -3,11 +3,13 @@
 //! `redis-cli --cluster create`. [`RedisCluster::shared`] starts one for all the tests of a
 //! test binary on first use; it goes when the binary ends.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::redis_server::{Probe, RedisServer};
+use crate::redis_server::RedisServer;
+use crate::tls::Certificates;
 use crate::{ready_or_skip, redis_cli, skip_or_fail, spare_port, wait_until};
 
 /// How long a node may go unanswered before the others fail it over.
@@ -18,6 +20,7 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    tls: Option<Certificates>,
 }
 
 /// The cluster of this test binary, for tests that do not kill or move anything.
@@ -27,6 +30,26 @@ impl RedisCluster {
     /// `primaries` primaries with `replicas` replicas each, once every node says the cluster
     /// is `ok`; `None` after [`skip_or_fail`] when it cannot be made.
     pub async fn start(primaries: usize, replicas: usize) -> Option<Self> {
+        Self::start_with(primaries, replicas, None).await
+    }
+
+    /// As [`Self::start`], every node speaking TLS only, to clients and to each other
+    /// (`REDIS_TLS=true`), with certificates of its own: see [`Self::certificates`].
+    pub async fn start_tls(primaries: usize, replicas: usize) -> Option<Self> {
+        match Certificates::generate().await {
+            Ok(certificates) => Self::start_with(primaries, replicas, Some(certificates)).await,
+            Err(why) => {
+                skip_or_fail(&format!("cannot make test certificates: {why}"));
+                None
+            }
+        }
+    }
+
+    async fn start_with(
+        primaries: usize,
+        replicas: usize,
+        tls: Option<Certificates>,
+    ) -> Option<Self> {
         let mut nodes = Vec::new();
         let mut ports = Vec::new();
         while ports.len() < primaries * (1 + replicas) {
@@ -36,7 +59,7 @@ impl RedisCluster {
             }
         }
         for port in ports {
-            let args = [
+            let mut args = vec![
                 "--cluster-enabled".to_owned(),
                 "yes".to_owned(),
                 "--cluster-config-file".to_owned(),
@@ -47,15 +70,20 @@ impl RedisCluster {
                 "--cluster-replica-validity-factor".to_owned(),
                 "0".to_owned(),
             ];
-            nodes.push(RedisServer::configured(port, None, args, Probe::Plain).await?);
+            if tls.is_some() {
+                args.extend(["--tls-cluster".to_owned(), "yes".to_owned()]);
+            }
+            let args = args.into_iter().map(Into::into).collect();
+            nodes.push(RedisServer::node(port, None, args, tls.as_ref()).await?);
         }
-        let cluster = Self { nodes };
-        let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
-        create.extend(cluster.addrs());
+        let cluster = Self { nodes, tls };
+        let mut create = cluster.cli_prefix();
+        create.extend(["--cluster".into(), "create".into()]);
+        create.extend(cluster.addrs().into_iter().map(Into::into));
         create.extend([
-            "--cluster-replicas".to_owned(),
-            replicas.to_string(),
-            "--cluster-yes".to_owned(),
+            "--cluster-replicas".into(),
+            replicas.to_string().into(),
+            "--cluster-yes".into(),
         ]);
         if let Err(why) = redis_cli(&create).await {
             skip_or_fail(&format!("redis-cli --cluster create failed: {why}"));
@@ -75,6 +103,20 @@ impl RedisCluster {
     /// of their own; one that kills or moves anything starts a cluster of its own.
     pub async fn shared() -> Option<&'static Self> {
         SHARED.get_or_init(|| Self::start(3, 1)).await.as_ref()
+    }
+
+    /// The certificates of a cluster started with [`Self::start_tls`] (`REDIS_TLS_CA_FILE` is
+    /// their `ca_file()`).
+    pub fn certificates(&self) -> Option<&Certificates> {
+        self.tls.as_ref()
+    }
+
+    /// `redis-cli` arguments before `--cluster …`: TLS ones for a TLS cluster.
+    fn cli_prefix(&self) -> Vec<OsString> {
+        self.tls
+            .as_ref()
+            .map(Certificates::cli_tls_args)
+            .unwrap_or_default()
     }
 
     /// The nodes as `REDIS_CLUSTER_NODES` lists them: `127.0.0.1:<port>,…`.
@@ -137,18 +179,22 @@ impl RedisCluster {
         let (from_id, to_id) = (id(from)?, id(to)?);
         let slots = slots.to_string();
         let at = format!("127.0.0.1:{to}");
-        let args = [
-            "--cluster",
-            "reshard",
-            &at,
-            "--cluster-from",
-            &from_id,
-            "--cluster-to",
-            &to_id,
-            "--cluster-slots",
-            &slots,
-            "--cluster-yes",
-        ];
+        let mut args = self.cli_prefix();
+        args.extend(
+            [
+                "--cluster",
+                "reshard",
+                &at,
+                "--cluster-from",
+                &from_id,
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                &slots,
+                "--cluster-yes",
+            ]
+            .map(Into::into),
+        );
         redis_cli(args).await.map(drop)
     }
 
@@ -174,12 +220,16 @@ impl RedisCluster {
             let Some(seed) = seed else {
                 return false;
             };
-            redis_cli(["--cluster", "check", &format!("127.0.0.1:{seed}")])
-                .await
-                .is_ok_and(|report| {
-                    report.contains("[OK] All nodes agree about slots configuration.")
-                        && report.contains("[OK] All 16384 slots covered.")
-                })
+            let mut check = self.cli_prefix();
+            check.extend([
+                "--cluster".into(),
+                "check".into(),
+                format!("127.0.0.1:{seed}").into(),
+            ]);
+            redis_cli(check).await.is_ok_and(|report| {
+                report.contains("[OK] All nodes agree about slots configuration.")
+                    && report.contains("[OK] All 16384 slots covered.")
+            })
         })
         .await
     }

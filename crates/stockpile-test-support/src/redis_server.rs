@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::process::{redis_cli, Process};
+use crate::tls::Certificates;
 use crate::{ready_or_skip, spare_port, wait_until, TempDir};
 
 /// How long a starting server may take to answer `PING`.
@@ -50,6 +51,25 @@ impl RedisServer {
         S: Into<OsString>,
     {
         Self::configured(spare_port(), None, extra, Probe::Plain).await
+    }
+
+    /// A server on `port` started with `config` (if any) and `extra`, speaking TLS only (and
+    /// to its primary, if it replicates) when `tls` is given; once it answers.
+    pub(crate) async fn node(
+        port: u16,
+        config: Option<PathBuf>,
+        extra: Vec<OsString>,
+        tls: Option<&Certificates>,
+    ) -> Option<Self> {
+        match tls {
+            None => Self::configured(port, config, extra, Probe::Plain).await,
+            Some(tls) => {
+                let mut args = tls.server_args(port);
+                args.extend(["--tls-replication".into(), "yes".into()]);
+                args.extend(extra);
+                Self::configured(port, config, args, Probe::Cli(tls.cli_args(port))).await
+            }
+        }
     }
 
     /// A server on `port` started with `config` (if any) and `extra`, once `probe` says it

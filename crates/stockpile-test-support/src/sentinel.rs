@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::redis_server::{Probe, RedisServer};
+use crate::redis_server::RedisServer;
+use crate::tls::Certificates;
 use crate::{ready_or_skip, skip_or_fail, spare_port, wait_until, TempDir};
 
 /// The master's name at the Sentinels (`REDIS_SENTINEL_MASTER`).
@@ -22,16 +23,32 @@ pub struct RedisSentinel {
     sentinels: Vec<RedisServer>,
     /// The Sentinels' configuration files, which they rewrite as they learn.
     _configs: TempDir,
+    tls: Option<Certificates>,
 }
 
 impl RedisSentinel {
     /// A primary, a replica in sync with it and three Sentinels that agree on the master,
     /// know the replica and each other; `None` after [`skip_or_fail`] when it cannot start.
     pub async fn start() -> Option<Self> {
-        let primary = RedisServer::start().await?;
-        let replica =
-            RedisServer::start_with(["--replicaof", "127.0.0.1", &primary.port().to_string()])
-                .await?;
+        Self::start_with(None).await
+    }
+
+    /// As [`Self::start`], every server and Sentinel speaking TLS only (`REDIS_TLS=true`),
+    /// with certificates of its own: see [`Self::certificates`].
+    pub async fn start_tls() -> Option<Self> {
+        match Certificates::generate().await {
+            Ok(certificates) => Self::start_with(Some(certificates)).await,
+            Err(why) => {
+                skip_or_fail(&format!("cannot make test certificates: {why}"));
+                None
+            }
+        }
+    }
+
+    async fn start_with(tls: Option<Certificates>) -> Option<Self> {
+        let primary = RedisServer::node(spare_port(), None, Vec::new(), tls.as_ref()).await?;
+        let follow = ["--replicaof", "127.0.0.1", &primary.port().to_string()].map(Into::into);
+        let replica = RedisServer::node(spare_port(), None, follow.to_vec(), tls.as_ref()).await?;
         let configs = TempDir::new("sentinel");
         let mut sentinels = Vec::new();
         for _ in 0..3 {
@@ -48,14 +65,14 @@ impl RedisSentinel {
                 skip_or_fail(&format!("cannot write {}: {e}", config.display()));
                 return None;
             }
-            sentinels.push(
-                RedisServer::configured(port, Some(config), ["--sentinel"], Probe::Plain).await?,
-            );
+            let sentinel = ["--sentinel".into()].to_vec();
+            sentinels.push(RedisServer::node(port, Some(config), sentinel, tls.as_ref()).await?);
         }
         let set = Self {
             servers: vec![primary, replica],
             sentinels,
             _configs: configs,
+            tls,
         };
         let ready = set.settled_on(set.servers[0].port()).await;
         ready_or_skip(ready, set, |set| {
@@ -77,6 +94,12 @@ impl RedisSentinel {
 
     pub fn sentinel_ports(&self) -> Vec<u16> {
         self.sentinels.iter().map(RedisServer::port).collect()
+    }
+
+    /// The certificates of a set started with [`Self::start_tls`] (`REDIS_TLS_CA_FILE` is
+    /// their `ca_file()`).
+    pub fn certificates(&self) -> Option<&Certificates> {
+        self.tls.as_ref()
     }
 
     /// The master's name at the Sentinels (`REDIS_SENTINEL_MASTER`).

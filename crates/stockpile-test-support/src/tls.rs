@@ -7,7 +7,8 @@ use crate::redis_server::{Probe, RedisServer};
 use crate::{skip_or_fail, spare_port, TempDir};
 
 /// A certificate authority and a server certificate it signed, for `localhost` and
-/// `127.0.0.1`, in a temporary directory of their own.
+/// `127.0.0.1`, in a temporary directory of their own. The certificate is good for clients too:
+/// cluster nodes, replicas and Sentinels present it when they connect to one another.
 #[derive(Debug)]
 pub struct Certificates {
     dir: TempDir,
@@ -23,7 +24,7 @@ impl Certificates {
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .map_err(|e| format!("cannot write server.ext: {e}"))?;
         let ec = [
@@ -118,15 +119,19 @@ impl Certificates {
 
     /// `redis-cli` arguments that reach a TLS server on `port` trusting this authority.
     pub fn cli_args(&self, port: u16) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
-        for arg in ["--tls", "--cacert"] {
-            args.push(arg.into());
-        }
-        args.push(self.ca_file().into());
+        let mut args = self.cli_tls_args();
         for arg in ["-h", "127.0.0.1", "-p", &port.to_string()] {
             args.push(arg.into());
         }
         args
+    }
+}
+
+impl Certificates {
+    /// `redis-cli` arguments that speak TLS trusting this authority, before `-h`/`-p` or
+    /// `--cluster …`.
+    pub fn cli_tls_args(&self) -> Vec<std::ffi::OsString> {
+        vec!["--tls".into(), "--cacert".into(), self.ca_file().into()]
     }
 }
 

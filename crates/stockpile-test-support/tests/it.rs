@@ -214,3 +214,28 @@ async fn a_cluster_of_its_own_fails_over_a_killed_primary_and_reshards() {
         .unwrap();
     assert!(cluster.wait_until_ok(Duration::from_secs(60)).await);
 }
+
+#[tokio::test]
+async fn a_tls_cluster_and_a_tls_sentinel_set_answer_over_tls() {
+    let Some(cluster) = RedisCluster::start_tls(3, 0).await else {
+        return;
+    };
+    let ca = cluster.certificates().unwrap();
+    let port = cluster.ports()[0];
+    assert!(!ping(port).await, "a TLS node answered plain text");
+    let mut cli = ca.cli_args(port);
+    cli.extend(["-c".into(), "SET".into(), "k".into(), "v".into()]);
+    assert_eq!(redis_cli(cli).await.as_deref(), Ok("OK"));
+
+    let Some(set) = RedisSentinel::start_tls().await else {
+        return;
+    };
+    let master = set.master_port().await.unwrap();
+    assert!(!ping(master).await, "a TLS master answered plain text");
+    let sentinel = set.sentinel_ports()[0];
+    assert!(!ping(sentinel).await, "a TLS Sentinel answered plain text");
+    let mut ask = set.certificates().unwrap().cli_args(sentinel);
+    ask.extend(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", set.master_name()].map(Into::into));
+    let addr = redis_cli(ask).await.unwrap();
+    assert_eq!(addr, format!("127.0.0.1\n{master}"));
+}
