@@ -7,7 +7,7 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
-use super::support::{connect, settings, FaultProxy, RedisServer};
+use super::support::{connect, settings, text, FaultProxy, RedisServer};
 
 /// Generous against the 100 ms command timeout, for a loaded machine; a cache that waited
 /// for a dead Redis (seconds, with the driver's defaults) still fails it.
@@ -49,14 +49,6 @@ async fn promptly<T>(what: &str, operation: impl std::future::Future<Output = T>
         started.elapsed()
     );
     result
-}
-
-async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
-    cache
-        .get(key)
-        .await
-        .expect("the fallback always answers")
-        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use futures::StreamExt;
+use stockpile_application::ports::Cache;
 use stockpile_infrastructure::cache::glob::escape;
 use stockpile_infrastructure::cache::redact_url;
 use stockpile_infrastructure::{RedisCache, RedisSettings};
@@ -24,6 +25,15 @@ pub fn settings(url: &str, prefix: &str) -> RedisSettings {
         key_prefix: prefix.to_owned(),
         ..RedisSettings::default()
     }
+}
+
+/// What a fallback (or tiered) cache serves under `key`, as text; it always answers.
+pub async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
+    cache
+        .get(key)
+        .await
+        .expect("the fallback cache always answers")
+        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 pub async fn connect(url: &str) -> Option<MultiplexedConnection> {
