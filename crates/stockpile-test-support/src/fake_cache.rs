@@ -53,8 +53,7 @@ impl FakeCache {
             .insert(key.to_owned(), Bytes::from_static(b"x"));
     }
 
-    /// The entry under `key`, as stored.
-    pub fn entry(&self, key: &str) -> Option<Bytes> {
+    fn entry(&self, key: &str) -> Option<Bytes> {
         self.entries().get(key).cloned()
     }
 

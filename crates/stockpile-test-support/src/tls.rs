@@ -198,11 +198,6 @@ impl TlsRedisServer {
         format!("rediss://127.0.0.1:{}", self.server.port())
     }
 
-    /// `rediss://localhost:<port>`, for a client that checks the name `localhost`.
-    pub fn url_by_name(&self) -> String {
-        format!("rediss://localhost:{}", self.server.port())
-    }
-
     pub fn ca_file(&self) -> PathBuf {
         self.certificates.ca_file()
     }
