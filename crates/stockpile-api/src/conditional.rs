@@ -1,9 +1,12 @@
-//! Turning a cached read into its HTTP answer: the stored body bytes as they are, the cache
-//! headers the contract names, and `304 Not Modified` for a matching `If-None-Match`.
+//! Turning a cached read into its HTTP answer: the stored body bytes as they are or in the
+//! coding the request prefers ([`crate::compression`]), the cache headers the contract names,
+//! and `304 Not Modified` for an `If-None-Match` naming any representation of the body.
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use stockpile_application::cache_aside::{CacheOutcome, CachedResponse};
+
+use crate::compression::{self, every_representation_etag};
 
 /// The header saying how a read was answered (`HIT`, `MISS`, `BYPASS`, `STALE`).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -19,11 +22,12 @@ fn matches_any(if_none_match: &str, etag: &str) -> bool {
         .any(|tag| tag == "*" || strip_weak(tag) == etag)
 }
 
+/// True when `If-None-Match` names the ETag of any representation of the body.
 fn not_modified(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
-        .any(|v| matches_any(v, etag))
+        .any(|v| every_representation_etag(etag).any(|tag| matches_any(v, &tag)))
 }
 
 fn cache_control(cached: &CachedResponse) -> String {
@@ -46,7 +50,8 @@ fn x_cache(outcome: CacheOutcome) -> &'static str {
 }
 
 /// The answer of a cached read: 200 with the body, or 304 with the same validators.
-pub fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
+pub async fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
+    let coding = compression::chosen(compression::preferred(req.headers()), &cached.body);
     let not_modified = not_modified(req, &cached.etag);
     let mut builder = if not_modified {
         HttpResponse::NotModified()
@@ -56,16 +61,23 @@ pub fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
     builder
         .insert_header((X_CACHE, HeaderValue::from_static(x_cache(cached.outcome))))
         .insert_header((header::CACHE_CONTROL, cache_control(&cached)))
-        .insert_header((header::ETAG, cached.etag.as_ref()));
+        .insert_header((
+            header::ETAG,
+            compression::representation_etag(&cached.etag, coding),
+        ))
+        .insert_header((header::VARY, "Accept-Encoding"));
     if cached.outcome == CacheOutcome::Stale {
         builder.insert_header((header::AGE, cached.age.unwrap_or(0)));
     }
     if not_modified {
-        builder.finish()
-    } else {
-        builder
-            .insert_header((header::CONTENT_TYPE, "application/json"))
-            .body(cached.body)
+        return builder.finish();
+    }
+    builder.insert_header((header::CONTENT_TYPE, "application/json"));
+    match coding {
+        Some(coding) => builder
+            .insert_header((header::CONTENT_ENCODING, coding.token()))
+            .body(compression::compressed(&cached.etag, &cached.body, coding).await),
+        None => builder.body(cached.body),
     }
 }
 

@@ -10,15 +10,15 @@
 //! - Admin authentication runs as an extractor before anything reads the body, so 401/403
 //!   come before 413/415.
 //! - Nothing here knows about SQL or Redis; this crate depends on the application crate only.
-//!
-//! Responses are not compressed on purpose: a compressed body would need its own ETag, and
-//! the contract's ETag is the hash of the body as cached.
+//! - Cached reads are compressed once per body and coding ([`compression`]), never per hit;
+//!   other answers (errors, writes, operations) are small and sent as they are.
 
 // Unit tests may unwrap: a panic there is a failed assertion, not a crashed request.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod auth;
 mod body;
+mod compression;
 mod conditional;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

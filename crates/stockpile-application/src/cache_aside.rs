@@ -11,6 +11,7 @@
 //! One load per miss holds inside the process ([`single_flight`]) and across instances
 //! ([`lease`]): before loading, a flight takes a short lease on the key in the shared cache.
 
+mod breaker;
 mod entry;
 mod lease;
 mod single_flight;
@@ -24,11 +25,13 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use rand::Rng;
 
+use self::breaker::{Admission, Breaker};
+pub use self::breaker::{BreakerState, TRIAL_INTERVAL};
 pub use self::entry::etag_of;
 use self::entry::{now_ms, Entry};
 use self::lease::Claim;
 pub use self::lease::LEASE_TTL;
-use self::single_flight::SingleFlight;
+use self::single_flight::{Aborted, SingleFlight};
 use crate::cache_keys::KeyFamily;
 use crate::metrics::{CacheEvent, CacheMetrics};
 use crate::ports::{Cache, CacheError};
@@ -60,12 +63,15 @@ pub struct CachedResponse {
     pub age: Option<u64>,
 }
 
-/// The TTLs of the two kinds of reads and the stale-if-error window.
+/// The TTLs of the two kinds of reads, the stale-if-error window and the soft timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     pub ttl_default: Duration,
     pub ttl_scores: Duration,
     pub stale_if_error: Duration,
+    /// With an expired entry at hand, the longest a read waits for its load before it answers
+    /// that entry as stale; the load goes on and stores its result.
+    pub soft_timeout: Duration,
 }
 
 impl Default for CachePolicy {
@@ -74,6 +80,7 @@ impl Default for CachePolicy {
             ttl_default: Duration::from_secs(300),
             ttl_scores: Duration::from_secs(600),
             stale_if_error: Duration::from_secs(3600),
+            soft_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -111,6 +118,17 @@ impl From<&AppError> for LoadFailure {
     }
 }
 
+/// What a flight's result is when its load stopped before it finished (it panicked).
+type Loaded = Result<(Entry, u64), LoadFailure>;
+
+impl From<Aborted> for Loaded {
+    fn from(_: Aborted) -> Self {
+        Err(LoadFailure::Other(
+            "the load stopped before it finished (it panicked)".to_owned(),
+        ))
+    }
+}
+
 impl From<LoadFailure> for AppError {
     fn from(failure: LoadFailure) -> Self {
         match failure {
@@ -134,6 +152,8 @@ pub struct CacheAside {
     write_epoch: Arc<AtomicU64>,
     /// Loads in progress by key: concurrent misses of one key join the same flight.
     flights: SingleFlight<Result<(Entry, u64), LoadFailure>>,
+    /// Refuses loads at once while the database is known to be failing.
+    breaker: Arc<Breaker>,
     /// The lifetime of a load lease, and the longest wait for another instance's load.
     lease_ttl: Duration,
 }
@@ -146,6 +166,7 @@ impl CacheAside {
             policy,
             write_epoch: Arc::new(AtomicU64::new(0)),
             flights: SingleFlight::new(),
+            breaker: Arc::new(Breaker::new()),
             lease_ttl: LEASE_TTL,
         }
     }
@@ -163,6 +184,17 @@ impl CacheAside {
 
     pub fn metrics(&self) -> &Arc<CacheMetrics> {
         &self.metrics
+    }
+
+    /// Whether loads reach the database now, and how many times the breaker opened.
+    pub fn database_breaker(&self) -> (BreakerState, u64) {
+        (self.breaker.state(), self.breaker.times_opened())
+    }
+
+    /// Tells the breaker that a probe (the readiness check) found the database answering, so
+    /// that loads reach it again without waiting for a trial.
+    pub fn database_answered(&self) {
+        self.breaker.record(Admission::Load, false);
     }
 
     /// The answer under `key`, computed by `load` (a serialised body) on a miss.
@@ -213,7 +245,22 @@ impl CacheAside {
         if !bypass {
             self.metrics.record(family, CacheEvent::Miss);
         }
-        match self.load(family, key, load, !bypass).await {
+        let stale =
+            stale.filter(|entry| entry.fresh_until_ms + millis(self.policy.stale_if_error) > now);
+        let flight = self.flight_of(family, key, load, !bypass);
+        let loaded = match &stale {
+            Some(_) => tokio::time::timeout(self.policy.soft_timeout, flight)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LoadFailure::Unavailable(format!(
+                        "the database did not answer within the soft timeout ({} ms); the load \
+                         goes on",
+                        self.policy.soft_timeout.as_millis()
+                    )))
+                }),
+            None => flight.await,
+        };
+        match loaded {
             Ok((entry, ttl_ms)) => Ok(CachedResponse {
                 body: entry.body,
                 etag: entry.etag,
@@ -226,7 +273,7 @@ impl CacheAside {
                 age: None,
             }),
             Err(LoadFailure::Unavailable(why)) => match stale {
-                Some(entry) if entry.fresh_until_ms + millis(self.policy.stale_if_error) > now => {
+                Some(entry) => {
                     tracing::warn!(%why, "database unavailable; serving a stale entry");
                     Ok(CachedResponse {
                         body: entry.body,
@@ -236,27 +283,43 @@ impl CacheAside {
                         age: Some(now.saturating_sub(entry.stored_at_ms) / 1000),
                     })
                 }
-                _ => Err(LoadFailure::Unavailable(why).into()),
+                None => Err(LoadFailure::Unavailable(why).into()),
             },
             Err(other) => Err(other.into()),
         }
     }
 
-    /// The entry `load` computes, through the flight already loading `key` if there is one.
-    async fn load<F>(
+    /// The flight loading `key`: the one under way, or a new one running `load`. A new flight
+    /// asks the breaker first; refused, it fails at once as the database being unavailable.
+    fn flight_of<F>(
         &self,
         family: KeyFamily,
         key: String,
         load: F,
         store: bool,
-    ) -> Result<(Entry, u64), LoadFailure>
+    ) -> impl Future<Output = Result<(Entry, u64), LoadFailure>>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
     {
         let flight_key = key.clone();
-        self.flights
-            .run(flight_key, || self.flight(family, key, load(), store))
-            .await
+        self.flights.join(flight_key, || {
+            let admission = self.breaker.admit();
+            let flight =
+                (admission != Admission::Refused).then(|| self.flight(family, key, load(), store));
+            let breaker = Arc::clone(&self.breaker);
+            async move {
+                let Some(flight) = flight else {
+                    return Err(LoadFailure::Unavailable(
+                        "the database is failing; loads are refused until a trial finds it back"
+                            .to_owned(),
+                    ));
+                };
+                let result = flight.await;
+                let database_failed = matches!(result, Err(LoadFailure::Unavailable(_)));
+                breaker.record(admission, database_failed);
+                result
+            }
+        })
     }
 
     /// One load of `key`: the lease (when the entry is to be stored), the load, the store.

@@ -76,6 +76,7 @@ pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
         ttl_default: Duration::from_secs(settings.cache_ttl_default),
         ttl_scores: Duration::from_secs(settings.cache_ttl_scores),
         stale_if_error: Duration::from_secs(settings.cache_stale_if_error),
+        soft_timeout: Duration::from_millis(settings.cache_soft_timeout_ms),
     };
     let service: Arc<dyn StockService> = Arc::new(Stockpile::new(
         repository.clone() as Arc<dyn StockRepository>,

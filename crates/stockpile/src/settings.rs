@@ -33,6 +33,7 @@ const VARIABLES: &[&str] = &[
     "CACHE_TTL_DEFAULT",
     "CACHE_TTL_SCORES",
     "CACHE_STALE_IF_ERROR",
+    "CACHE_SOFT_TIMEOUT_MS",
     "CACHE_LOCAL_TTL",
     "CACHE_MEMORY_MAX_BYTES",
     "ADMIN_TOKEN",
@@ -173,6 +174,8 @@ pub struct Settings {
     pub cache_ttl_default: u64,
     pub cache_ttl_scores: u64,
     pub cache_stale_if_error: u64,
+    /// With an expired entry at hand, the longest a read waits for the database, in ms.
+    pub cache_soft_timeout_ms: u64,
     pub cache_local_ttl: u64,
     pub cache_memory_max_bytes: u64,
     pub admin_token: Option<Secret>,
@@ -199,6 +202,7 @@ impl Default for Settings {
             cache_ttl_default: 300,
             cache_ttl_scores: 600,
             cache_stale_if_error: 3600,
+            cache_soft_timeout_ms: 250,
             cache_local_ttl: 5,
             cache_memory_max_bytes: 64 * 1024 * 1024,
             admin_token: None,
@@ -333,9 +337,10 @@ mod tests {
                     s.cache_ttl_default,
                     s.cache_ttl_scores,
                     s.cache_stale_if_error,
-                    s.cache_local_ttl
+                    s.cache_local_ttl,
+                    s.cache_soft_timeout_ms
                 ),
-                (300, 600, 3600, 5)
+                (300, 600, 3600, 5, 250)
             );
             assert_eq!(s.cache_key_prefix, "stockpile:");
             assert!(s.admin_token.is_none());

@@ -42,7 +42,7 @@ pub async fn list_stocks(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = list_query(req.query_string())?;
-    Ok(respond(&req, state.service.list_stocks(query).await?))
+    Ok(respond(&req, state.service.list_stocks(query).await?).await)
 }
 
 /// The same list as `/api/stocks`, answered at the trailing-slash spelling.
@@ -95,7 +95,7 @@ pub async fn stock_detail(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let ticker = parse_ticker(req.match_info().query("ticker"))?;
-    Ok(respond(&req, state.service.stock_detail(ticker).await?))
+    Ok(respond(&req, state.service.stock_detail(ticker).await?).await)
 }
 
 /// A stock's daily, weekly or monthly bars in a date range, oldest first.
@@ -141,7 +141,7 @@ pub async fn price_history(
         to,
         interval,
     };
-    Ok(respond(&req, state.service.price_history(request).await?))
+    Ok(respond(&req, state.service.price_history(request).await?).await)
 }
 
 /// The top movers of the latest trading day.
@@ -168,10 +168,8 @@ pub async fn top_movers(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (metric, limit) = top_params(req.query_string())?;
-    Ok(respond(
-        &req,
-        state.service.top_movers(metric, limit).await?,
-    ))
+    let cached = state.service.top_movers(metric, limit).await?;
+    Ok(respond(&req, cached).await)
 }
 
 /// Total returns over a period, best first.
@@ -199,8 +197,6 @@ pub async fn leaderboard(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (period, limit, sector) = leaderboard_params(req.query_string())?;
-    Ok(respond(
-        &req,
-        state.service.leaderboard(period, limit, sector).await?,
-    ))
+    let cached = state.service.leaderboard(period, limit, sector).await?;
+    Ok(respond(&req, cached).await)
 }

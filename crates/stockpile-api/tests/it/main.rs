@@ -7,6 +7,7 @@
 
 mod admin_auth;
 mod cache_admin;
+mod compression;
 mod errors;
 mod openapi;
 mod operations;

@@ -1,5 +1,9 @@
 //! One computation per key at a time inside this process: concurrent callers asking for the
 //! same key join the computation already under way instead of starting their own.
+//!
+//! A computation runs as a task of its own, so it finishes (and its result is kept) even when
+//! every caller stopped waiting for it: a read that answered stale after its soft timeout, or
+//! a client that hung up.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 type Flight<T> = Shared<BoxFuture<'static, T>>;
+type Registry<T> = Arc<Mutex<HashMap<String, Flight<T>>>>;
 
 /// Computations in progress by key; each removes itself when it ends.
 pub(crate) struct SingleFlight<T: Clone> {
     /// A `std` mutex: it is held only to look up or insert, never across an await.
-    flights: Arc<Mutex<HashMap<String, Flight<T>>>>,
+    flights: Registry<T>,
 }
 
 impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
@@ -22,33 +27,35 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
         }
     }
 
-    /// The result of the computation under `key`: the one under way, or the one `start`
-    /// begins when there is none (`start` is not called then).
-    pub(crate) async fn run<F, Fut>(&self, key: String, start: F) -> T
+    /// The computation under `key`: the one under way, or the one `start` begins when there is
+    /// none (`start` is not called then). It runs whether or not the caller awaits it; must be
+    /// called inside a Tokio runtime.
+    pub(crate) fn join<F, Fut>(&self, key: String, start: F) -> Flight<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
+        T: From<Aborted>,
     {
-        let flight = {
-            let mut flights = lock(&self.flights);
-            if let Some(flight) = flights.get(&key) {
-                flight.clone()
-            } else {
-                let computation = start();
-                let registry = Arc::clone(&self.flights);
-                let own_key = key.clone();
-                let flight = async move {
-                    let result = computation.await;
-                    lock(&registry).remove(&own_key);
-                    result
-                }
-                .boxed()
-                .shared();
-                flights.insert(key, flight.clone());
-                flight
-            }
+        let mut flights = lock(&self.flights);
+        if let Some(flight) = flights.get(&key) {
+            return flight.clone();
+        }
+        let computation = start();
+        // Removes the flight when the task ends, even by a panic. It cannot run before the
+        // insertion below: that needs the lock held here.
+        let leaving = Leaving {
+            registry: Arc::clone(&self.flights),
+            key: key.clone(),
         };
-        flight.await
+        let task = tokio::spawn(async move {
+            let _leaving = leaving;
+            computation.await
+        });
+        let flight = async move { task.await.unwrap_or_else(|_| T::from(Aborted)) }
+            .boxed()
+            .shared();
+        flights.insert(key, flight.clone());
+        flight
     }
 
     /// True while no computation is under way.
@@ -57,6 +64,21 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
         lock(&self.flights).is_empty()
     }
 }
+
+struct Leaving<T: Clone> {
+    registry: Registry<T>,
+    key: String,
+}
+
+impl<T: Clone> Drop for Leaving<T> {
+    fn drop(&mut self) {
+        lock(&self.registry).remove(&self.key);
+    }
+}
+
+/// A computation that panicked (or whose runtime shut down) before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Aborted;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
