@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 use stockpile::settings::{CacheBackendKind, ConnectionUrl};
+use stockpile_test_support::{FaultProxy, RedisServer};
 
-use crate::fault_proxy::FaultProxy;
-use crate::redis_server::RedisServer;
 use crate::support::{shared_redis_settings, test_settings, TestApp, TestDatabase};
 
 const PATHS: &[&str] = &[
@@ -67,7 +66,7 @@ async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale
     // once, so no answer should take much more than the command timeout.
     let kill = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        redis.kill();
+        redis.kill().await;
     };
     let bound = Duration::from_millis(OUTAGE_COMMAND_TIMEOUT_MS + 750);
     tokio::join!(load_within(&app, 3, bound, "stopped"), kill);

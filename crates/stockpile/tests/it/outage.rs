@@ -4,8 +4,30 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fault_proxy::FaultProxy;
+use stockpile_test_support::FaultProxy;
+
 use crate::support::{test_settings, TestApp, TestDatabase};
+
+/// A server over `database` reached through a proxy, with two connections, the test's TTL and
+/// three seeded stocks, and the paths of their details.
+async fn served_through_a_proxy(database: TestDatabase) -> (TestApp, FaultProxy, [String; 3]) {
+    let mut settings = test_settings(&database);
+    let (proxy, proxied_url) =
+        FaultProxy::in_front_of_database(settings.database.url.expose()).await;
+    settings.database.url = serde_json::from_value(proxied_url.into()).unwrap();
+    settings.database.max_connections = 2;
+    settings.cache.ttl_default = TTL_SECONDS;
+    let app = TestApp::spawn_with(settings, database, 3, 30).await;
+    let list = app.json("/api/stocks").await;
+    let detail = |i: usize| {
+        format!(
+            "/api/stocks/{}",
+            list["items"][i]["ticker"].as_str().unwrap()
+        )
+    };
+    let details = [detail(0), detail(1), detail(2)];
+    (app, proxy, details)
+}
 
 /// The longest a request may take while the database is down. The pool waits out its acquire
 /// timeout (`DatabaseOptions::acquire_timeout`, 3 s) for a connection before it gives up.
@@ -61,34 +83,13 @@ fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
         .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
 }
 
-/// A server of three stocks whose PostgreSQL is reached through a fault proxy (two
-/// connections, entries fresh for [`TTL_SECONDS`]), with the detail paths of its stocks; `None`
-/// when there is no PostgreSQL to test against.
-async fn app_behind_a_database_proxy() -> Option<(TestApp, FaultProxy, [String; 3])> {
-    let database = TestDatabase::postgres().await?;
-    let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database.url).await;
-    settings.database.url = proxied_url;
-    settings.database.max_connections = 2;
-    settings.cache.ttl_default = TTL_SECONDS;
-    let app = TestApp::spawn_with(settings, database, 3, 30).await;
-    let list = app.json("/api/stocks").await;
-    let detail = |i: usize| {
-        format!(
-            "/api/stocks/{}",
-            list["items"][i]["ticker"].as_str().unwrap()
-        )
-    };
-    let paths = [detail(0), detail(1), detail(2)];
-    Some((app, proxy, paths))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers_by_itself() {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let Some((app, proxy, [expired, fresh, uncached])) = app_behind_a_database_proxy().await else {
+    let Some(database) = TestDatabase::postgres().await else {
         return;
     };
+    let (app, proxy, [expired, fresh, uncached]) = served_through_a_proxy(database).await;
 
     let first = app.get(&expired).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
@@ -204,9 +205,10 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
 async fn a_black_holed_database_answers_stale_within_the_soft_timeout_and_refuses_cold_reads_fast()
 {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
-    let Some((app, proxy, [expired, cold, _])) = app_behind_a_database_proxy().await else {
+    let Some(database) = TestDatabase::postgres().await else {
         return;
     };
+    let (app, proxy, [expired, cold, _]) = served_through_a_proxy(database).await;
     let first = app.get(&expired).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
     let expired_body = first.bytes().await.unwrap();

@@ -10,12 +10,6 @@ const TOKEN: &str = "tok-3f9a1c7e5b2d4f608a1b3c5d7e9f0a2b";
 const DATABASE_PASSWORD: &str = "pg-pass-7d1e9c";
 const REDIS_PASSWORD: &str = "redis-pass-4b8f2a";
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
-}
-
 fn stockpile() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockpile"));
     command
@@ -64,7 +58,7 @@ impl Server {
     async fn start(mut command: tokio::process::Command) -> Self {
         let database =
             std::env::temp_dir().join(format!("stockpile-secrets-{}.db", uuid::Uuid::new_v4()));
-        let port = spare_port();
+        let port = stockpile_test_support::spare_port();
         let child = command
             .arg("serve")
             .env(
@@ -76,14 +70,10 @@ impl Server {
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let mut up = false;
-        for _ in 0..200 {
-            if client.get(format!("{base}/health")).send().await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let up = stockpile_test_support::wait_until(Duration::from_secs(10), || async {
+            client.get(format!("{base}/health")).send().await.is_ok()
+        })
+        .await;
         assert!(up, "the server did not start");
         Self {
             child,
