@@ -16,6 +16,7 @@ use stockpile_domain::{
     Currency, Interval, MoverMetric, Period, SortField, SortOrder, StockProfile, TextLimit, Ticker,
     MAX_BARS_PER_UPLOAD,
 };
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
@@ -147,6 +148,21 @@ fn problem_response(description: &str) -> RefOr<Response> {
         )
         .build()
         .into()
+}
+
+/// The 503 of every operation that reaches the database, described once.
+pub(crate) struct DatabaseUnavailable;
+
+impl IntoResponses for DatabaseUnavailable {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "503".to_owned(),
+            problem_response(
+                "The database is unavailable (or known to be failing: answered at once), and \
+                 nothing cached could stand in; `Retry-After` says when to try again.",
+            ),
+        )])
+    }
 }
 
 /// The refusals of every admin endpoint (401, 403), described once.
@@ -319,9 +335,67 @@ fn describe_documentation(doc: &mut OpenApiDocument) {
         .add_path_operation("/docs/", vec![HttpMethod::Get], swagger);
 }
 
+/// The headers of every cached read's answer, described once (API.md, "Cached reads").
+const CACHED_READ_HEADERS: &[(&str, &str)] = &[
+    ("X-Cache", "`HIT`, `MISS`, `BYPASS` or `STALE`."),
+    (
+        "ETag",
+        "Strong validator of the body; `\"…-br\"` or `\"…-gzip\"` for a compressed representation.",
+    ),
+    (
+        "Cache-Control",
+        "`public, max-age=N`; `no-cache` on `BYPASS`; `max-age=0` on `STALE`.",
+    ),
+    ("Age", "Seconds since the entry was stored; `STALE` only."),
+    ("Vary", "`Accept-Encoding`, on every cached read."),
+    (
+        "Content-Encoding",
+        "`br` or `gzip` when the request accepts one (`Accept-Encoding`, q-values honoured, `br` preferred among equals) and the body is at least 1,024 bytes.",
+    ),
+];
+
+/// Every cached read (the GET operations tagged `stocks` or `rankings`) answers with the cache
+/// headers and may answer 304.
+fn describe_cached_reads(doc: &mut OpenApiDocument) {
+    let cached_reads = doc
+        .paths
+        .paths
+        .values_mut()
+        .filter_map(|item| item.get.as_mut())
+        .filter(|operation| {
+            operation
+                .tags
+                .iter()
+                .flatten()
+                .any(|tag| tag == "stocks" || tag == "rankings")
+        });
+    for operation in cached_reads {
+        let responses = &mut operation.responses.responses;
+        if let Some(RefOr::T(ok)) = responses.get_mut("200") {
+            for (name, description) in CACHED_READ_HEADERS {
+                let mut header = Header::default();
+                header.description = Some((*description).to_owned());
+                ok.headers.insert((*name).to_owned(), header);
+            }
+        }
+        responses.insert(
+            "304".to_owned(),
+            ResponseBuilder::new()
+                .description(
+                    "`If-None-Match` names the ETag of a representation of the current body; \
+                     the same `ETag` (of the representation this request would get), \
+                     `Cache-Control` and `X-Cache`, no body.",
+                )
+                .build()
+                .into(),
+        );
+    }
+}
+
 /// The OpenAPI document of the whole HTTP contract.
 pub fn openapi() -> OpenApiDocument {
     let mut doc = ApiDoc::openapi();
+    describe_cached_reads(&mut doc);
     describe_enumerations(&mut doc);
     describe_limits(&mut doc);
     describe_documentation(&mut doc);

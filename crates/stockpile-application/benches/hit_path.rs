@@ -47,12 +47,6 @@ impl Cache for MapCache {
     async fn clear(&self) -> Result<u64, CacheError> {
         Ok(0)
     }
-    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
-        Ok(true)
-    }
-    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
-        Ok(())
-    }
     async fn status(&self) -> CacheStatus {
         CacheStatus {
             state: CacheState::Serving(CacheBackend::Memory),

@@ -6,7 +6,7 @@ use stockpile_application::views::{Leaderboard, PriceHistory, StockDetail, Stock
 use stockpile_application::HistoryRequest;
 
 use crate::conditional::respond;
-use crate::openapi::{unknown_ticker, TickerPath};
+use crate::openapi::{unknown_ticker, DatabaseUnavailable, TickerPath};
 use crate::params::{history_params, leaderboard_params, list_query, parse_ticker, top_params};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
@@ -27,15 +27,9 @@ use crate::ApiState;
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page, 1–200; default 50."),
     ),
     responses(
-        (status = 200, description = "One page of stocks.", body = StockList, headers(
-            ("X-Cache" = String, description = "HIT, MISS, BYPASS or STALE."),
-            ("ETag" = String, description = "Strong validator of the body."),
-            ("Cache-Control" = String, description = "`public, max-age=N`, `no-cache` on BYPASS, `max-age=0` on STALE."),
-            ("Age" = Option<u64>, description = "Seconds since the entry was stored; STALE only."),
-        )),
-        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 200, description = "One page of stocks.", body = StockList),
         (status = 400, description = "A known parameter has a bad value.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable and nothing cached could stand in.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn list_stocks(
@@ -63,7 +57,6 @@ pub async fn list_stocks(
     ),
     responses(
         (status = 200, description = "One page of stocks; see `GET /api/stocks`.", body = StockList),
-        (status = 304, description = "The body matches `If-None-Match`."),
         (status = 400, description = "A known parameter has a bad value.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -82,13 +75,10 @@ pub async fn list_stocks_trailing_slash(
     operation_id = "get_stock",
     params(TickerPath),
     responses(
-        (status = 200, description = "The stock.", body = StockDetail, headers(
-            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
-        )),
-        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 200, description = "The stock.", body = StockDetail),
         (status = 400, description = "The ticker is malformed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn stock_detail(
@@ -112,13 +102,10 @@ pub async fn stock_detail(
         ("interval" = Option<String>, Query, description = "`1d`, `1w` or `1mo`; default `1d`.", example = "1d"),
     ),
     responses(
-        (status = 200, description = "The bars.", body = PriceHistory, headers(
-            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
-        )),
-        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 200, description = "The bars.", body = PriceHistory),
         (status = 400, description = "Bad ticker, date or interval; `from` after `to`; a span over 20 years.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn price_history(
@@ -156,12 +143,9 @@ pub async fn price_history(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100; default 10."),
     ),
     responses(
-        (status = 200, description = "The movers.", body = TopMovers, headers(
-            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
-        )),
-        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 200, description = "The movers.", body = TopMovers),
         (status = 400, description = "Bad metric or limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn top_movers(
@@ -185,12 +169,9 @@ pub async fn top_movers(
         ("sector" = Option<String>, Query, description = "Exact sector, case-insensitive."),
     ),
     responses(
-        (status = 200, description = "The leaderboard.", body = Leaderboard, headers(
-            ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
-        )),
-        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 200, description = "The leaderboard.", body = Leaderboard),
         (status = 400, description = "Bad period or limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn leaderboard(

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::body::{read_json, PriceUploadBody, StockProfileBody};
-use crate::openapi::{unknown_ticker, AdminRefusals, BodyRefusals, TickerPath};
+use crate::openapi::{
+    unknown_ticker, AdminRefusals, BodyRefusals, DatabaseUnavailable, TickerPath,
+};
 use crate::params::parse_ticker;
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
@@ -49,7 +51,7 @@ fn writable_ticker(req: &HttpRequest) -> Result<Ticker, ApiError> {
         (status = 400, description = "Bad ticker (or a route word such as `top`), malformed JSON, unknown or invalid field.", body = Problem, content_type = "application/problem+json"),
         AdminRefusals,
         BodyRefusals,
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn put_stock(
@@ -88,7 +90,7 @@ pub async fn put_stock(
         AdminRefusals,
         (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
         BodyRefusals,
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn upload_prices(
@@ -118,7 +120,7 @@ pub async fn upload_prices(
         (status = 400, description = "Bad ticker.", body = Problem, content_type = "application/problem+json"),
         AdminRefusals,
         (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 pub async fn delete_stock(

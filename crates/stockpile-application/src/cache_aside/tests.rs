@@ -42,12 +42,6 @@ impl Cache for MapCache {
         entries.clear();
         Ok(n)
     }
-    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
-        Ok(true)
-    }
-    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
-        Ok(())
-    }
     async fn status(&self) -> CacheStatus {
         CacheStatus {
             state: CacheState::Serving(CacheBackend::Memory),
@@ -149,18 +143,24 @@ async fn a_corrupt_entry_is_a_miss_that_is_replaced_and_counted() {
     );
 }
 
-#[tokio::test]
-async fn an_unreachable_cache_bypasses_and_counts_an_error() {
+/// A layer over a cache whose every `get` fails with `error` (and that must store nothing),
+/// after one read of "k".
+async fn read_through_a_cache_failing_with(error: CacheError) -> (CacheAside, CachedResponse) {
     let mut cache = MockCache::new();
-    cache
-        .expect_get()
-        .returning(|_| Err(CacheError::Unavailable("refused".into())));
+    cache.expect_get().returning(move |_| Err(error.clone()));
     cache.expect_put().never();
     let reads = aside(Arc::new(cache));
     let answer = reads
         .read(KeyFamily::Top, "k".into(), body("x"))
         .await
         .unwrap();
+    (reads, answer)
+}
+
+#[tokio::test]
+async fn an_unreachable_cache_bypasses_and_counts_an_error() {
+    let (reads, answer) =
+        read_through_a_cache_failing_with(CacheError::Unavailable("refused".into())).await;
     assert_eq!(answer.outcome, CacheOutcome::Bypass);
     assert_eq!(reads.metrics().count(KeyFamily::Top, CacheEvent::Error), 1);
     assert_eq!(reads.metrics().count(KeyFamily::Top, CacheEvent::Miss), 0);
@@ -168,14 +168,7 @@ async fn an_unreachable_cache_bypasses_and_counts_an_error() {
 
 #[tokio::test]
 async fn a_disabled_cache_bypasses_without_an_error() {
-    let mut cache = MockCache::new();
-    cache.expect_get().returning(|_| Err(CacheError::Disabled));
-    cache.expect_put().never();
-    let reads = aside(Arc::new(cache));
-    let answer = reads
-        .read(KeyFamily::Top, "k".into(), body("x"))
-        .await
-        .unwrap();
+    let (reads, answer) = read_through_a_cache_failing_with(CacheError::Disabled).await;
     assert_eq!(answer.outcome, CacheOutcome::Bypass);
     assert_eq!(reads.metrics().total(CacheEvent::Error), 0);
 }
@@ -406,6 +399,28 @@ fn entry_of(text: &'static str) -> Bytes {
     Entry::new(Bytes::from_static(text.as_bytes()), 60_000).encode()
 }
 
+/// A shared cache in which another instance holds every lease for `held`.
+fn fleet_holding_for(held: Duration) -> Arc<FleetCache> {
+    Arc::new(FleetCache {
+        held_until: held_for(held),
+        ..FleetCache::default()
+    })
+}
+
+/// A read of the cold leaderboard key whose load counts itself and answers `mine`.
+async fn read_cold(
+    reads: &CacheAside,
+    loads: &Arc<AtomicUsize>,
+) -> Result<CachedResponse, AppError> {
+    reads
+        .read(
+            KeyFamily::Leaderboard,
+            "cold".into(),
+            counted(loads, "mine"),
+        )
+        .await
+}
+
 /// A load that counts itself.
 fn counted(
     loads: &Arc<AtomicUsize>,
@@ -427,25 +442,14 @@ fn held_for(duration: Duration) -> Mutex<Option<std::time::Instant>> {
 
 #[tokio::test]
 async fn while_another_instance_loads_its_entry_is_awaited_and_nothing_loads() {
-    let cache = Arc::new(FleetCache {
-        held_until: held_for(Duration::from_secs(60)),
-        ..FleetCache::default()
-    });
+    let cache = fleet_holding_for(Duration::from_secs(60));
     let reads = Arc::new(aside(cache.clone()));
     let loads = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
     let readers: Vec<_> = (0..50)
         .map(|_| {
             let (reads, loads) = (reads.clone(), loads.clone());
-            tokio::spawn(async move {
-                reads
-                    .read(
-                        KeyFamily::Leaderboard,
-                        "cold".into(),
-                        counted(&loads, "mine"),
-                    )
-                    .await
-            })
+            tokio::spawn(async move { read_cold(&reads, &loads).await })
         })
         .collect();
     // The other instance stores its entry a little later.
@@ -475,21 +479,11 @@ async fn while_another_instance_loads_its_entry_is_awaited_and_nothing_loads() {
 
 #[tokio::test]
 async fn a_holder_that_never_stores_costs_one_lease_lifetime_then_one_load() {
-    let cache = Arc::new(FleetCache {
-        held_until: held_for(Duration::from_secs(60)),
-        ..FleetCache::default()
-    });
+    let cache = fleet_holding_for(Duration::from_secs(60));
     let reads = aside(cache.clone()).with_lease_ttl(Duration::from_millis(200));
     let loads = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
-    let answer = reads
-        .read(
-            KeyFamily::Leaderboard,
-            "cold".into(),
-            counted(&loads, "mine"),
-        )
-        .await
-        .unwrap();
+    let answer = read_cold(&reads, &loads).await.unwrap();
     let waited = started.elapsed();
     assert!(
         (Duration::from_millis(180)..Duration::from_millis(400)).contains(&waited),
@@ -513,10 +507,7 @@ async fn a_holder_that_never_stores_costs_one_lease_lifetime_then_one_load() {
 
 #[tokio::test]
 async fn a_lease_that_expires_without_an_entry_is_taken_over_and_released_after_the_load() {
-    let cache = Arc::new(FleetCache {
-        held_until: held_for(Duration::from_millis(100)),
-        ..FleetCache::default()
-    });
+    let cache = fleet_holding_for(Duration::from_millis(100));
     let reads = aside(cache.clone());
     let loads = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
@@ -583,10 +574,7 @@ async fn a_lease_that_cannot_be_asked_for_means_loading_at_once() {
 
 #[tokio::test]
 async fn a_write_during_the_wait_ends_it_with_a_load() {
-    let cache = Arc::new(FleetCache {
-        held_until: held_for(Duration::from_secs(60)),
-        ..FleetCache::default()
-    });
+    let cache = fleet_holding_for(Duration::from_secs(60));
     let reads = Arc::new(aside(cache.clone()));
     let loads = Arc::new(AtomicUsize::new(0));
     let reader = {

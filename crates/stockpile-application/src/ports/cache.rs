@@ -99,14 +99,19 @@ pub trait Cache: Send + Sync {
     /// let it expire). The lease is kept apart from the entry itself (Redis: `SET
     /// <prefix>lease:<key> <token> NX PX <ttl>`, with a token of this cache's own).
     ///
-    /// A cache private to one process (memory) always grants it: in-process single flight
-    /// already makes one load per key there. Callers treat an error as a granted lease
-    /// (load), never as a reason to wait.
-    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, CacheError>;
+    /// A cache private to one process (memory) always grants it, as this default does:
+    /// in-process single flight already makes one load per key there. Callers treat an error
+    /// as a granted lease (load), never as a reason to wait.
+    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
+        Ok(true)
+    }
 
     /// Gives up the lease on `key` if this cache still holds it; never one that expired and
-    /// was taken by another instance since. Best effort: a lease not released expires.
-    async fn release_lease(&self, key: &str) -> Result<(), CacheError>;
+    /// was taken by another instance since. Best effort: a lease not released expires. The
+    /// default, for a cache private to one process, has nothing to give up.
+    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
 
     /// Where the cache stands now.
     async fn status(&self) -> CacheStatus;

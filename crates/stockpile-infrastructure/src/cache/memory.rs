@@ -180,16 +180,6 @@ impl Cache for MemoryCache {
         Ok(self.remove_all(keys).await)
     }
 
-    /// Always granted: this memory is private to one process, where the in-process single
-    /// flight of the read path already makes one load per key.
-    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
-        Ok(true)
-    }
-
-    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
-        Ok(())
-    }
-
     async fn status(&self) -> CacheStatus {
         CacheStatus {
             state: CacheState::Serving(CacheBackend::Memory),

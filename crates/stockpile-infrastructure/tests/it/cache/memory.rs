@@ -6,6 +6,8 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheState};
 use stockpile_infrastructure::MemoryCache;
 
+use super::support::FAMILY_KEYS;
+
 const MIB: u64 = 1024 * 1024;
 
 fn cache() -> MemoryCache {
@@ -109,14 +111,7 @@ async fn the_byte_bound_evicts() {
 #[tokio::test]
 async fn delete_matching_removes_exactly_the_matching_keys() {
     let cache = cache();
-    let keys = [
-        "stocks:list:1",
-        "stocks:list:2",
-        "stocks:detail:AAPL",
-        "stocks:detail:MSFT",
-        "stocks:history:AAPL:1",
-        "leaderboard:top:1",
-    ];
+    let keys = FAMILY_KEYS;
     for key in keys {
         put(&cache, key, Duration::from_secs(60)).await;
     }

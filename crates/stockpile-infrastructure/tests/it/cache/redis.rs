@@ -7,7 +7,7 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheState, RedisTopology};
 use stockpile_infrastructure::{MemoryCache, RedisCache};
 
-use super::support::{connect, settings, Monitor, RedisServer, RedisTest};
+use super::support::{connect, settings, Monitor, RedisServer, RedisTest, FAMILY_KEYS};
 
 async fn put(cache: &RedisCache, key: &str, retain_for: Duration) {
     cache
@@ -70,13 +70,14 @@ async fn delete_reports_whether_there_was_a_key() {
     redis.cleanup().await;
 }
 
+/// The usual keys and two whose names glob patterns must escape.
 const KEYS: [&str; 8] = [
-    "stocks:list:1",
-    "stocks:list:2",
-    "stocks:detail:AAPL",
-    "stocks:detail:MSFT",
-    "stocks:history:AAPL:1",
-    "leaderboard:top:1",
+    FAMILY_KEYS[0],
+    FAMILY_KEYS[1],
+    FAMILY_KEYS[2],
+    FAMILY_KEYS[3],
+    FAMILY_KEYS[4],
+    FAMILY_KEYS[5],
     "a*b",
     "weird]key",
 ];

@@ -14,6 +14,16 @@ use tokio::task::JoinHandle;
 
 pub use stockpile_test_support::{skip_or_fail, FaultProxy, RedisServer};
 
+/// One key of each family (lists twice, details twice), as the tests of pattern deletes use them.
+pub const FAMILY_KEYS: [&str; 6] = [
+    "stocks:list:1",
+    "stocks:list:2",
+    "stocks:detail:AAPL",
+    "stocks:detail:MSFT",
+    "stocks:history:AAPL:1",
+    "leaderboard:top:1",
+];
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

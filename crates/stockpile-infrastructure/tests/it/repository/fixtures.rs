@@ -89,3 +89,27 @@ pub fn list_query(sort: SortField, order: SortOrder) -> ListQuery {
 pub fn tickers<'a>(items: impl IntoIterator<Item = &'a Ticker>) -> Vec<String> {
     items.into_iter().map(Ticker::to_string).collect()
 }
+
+/// The period returns as (ticker, start, end) in price units, sorted.
+pub async fn sorted_returns(
+    repo: &dyn StockRepository,
+    as_of: NaiveDate,
+    start: NaiveDate,
+    sector: Option<&str>,
+) -> Vec<(String, i64, i64)> {
+    let mut got: Vec<_> = repo
+        .period_returns(as_of, start, sector.map(str::to_owned))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.ticker.to_string(),
+                r.start_price.units(),
+                r.end_price.units(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}

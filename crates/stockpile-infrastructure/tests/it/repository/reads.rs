@@ -401,26 +401,7 @@ async fn period_returns_start_at_the_last_close_on_or_before_the_start() {
         .await;
         add_stock(repo, "F", "No bars", None).await;
 
-        let returns = |sector: Option<&str>| {
-            let sector = sector.map(str::to_owned);
-            async move {
-                let mut got: Vec<_> = repo
-                    .period_returns(as_of, start, sector)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.ticker.to_string(),
-                            r.start_price.units(),
-                            r.end_price.units(),
-                        )
-                    })
-                    .collect();
-                got.sort();
-                got
-            }
-        };
+        let returns = |sector: Option<&'static str>| sorted_returns(repo, as_of, start, sector);
         let a = ("A".to_owned(), 110_000, 121_000);
         let b = ("B".to_owned(), 50_000, 75_000);
         let e = ("E".to_owned(), 10_000, 20_000);

@@ -297,20 +297,7 @@ async fn reads_agree_with_an_in_memory_reference() {
                 for _ in 0..6 {
                     let start = first_day() + Days::new(rng.gen_range(0..20));
                     let sector = rng.gen_bool(0.5).then_some("tech");
-                    let mut got: Vec<_> = repo
-                        .period_returns(as_of, start, sector.map(str::to_owned))
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .map(|r| {
-                            (
-                                r.ticker.to_string(),
-                                r.start_price.units(),
-                                r.end_price.units(),
-                            )
-                        })
-                        .collect();
-                    got.sort();
+                    let got = sorted_returns(repo, as_of, start, sector).await;
                     assert_eq!(
                         got,
                         reference_returns(&stocks, as_of, start, sector),
