@@ -4,6 +4,7 @@
 //!
 //! Only ever a dev-dependency (`cargo xtask layers` checks it): nothing here ships.
 
+mod bars;
 mod cluster;
 mod fake_cache;
 mod fault_proxy;
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+pub use bars::bar_of_units;
 pub use cluster::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 pub use fake_cache::{cache_status, CacheMode, FakeCache};
 pub use fault_proxy::FaultProxy;

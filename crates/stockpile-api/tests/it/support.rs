@@ -21,8 +21,9 @@ use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{DetailRecord, MockCache, MockStockRepository, StockRecord};
 use stockpile_application::{ServiceSettings, StockService, Stockpile};
-use stockpile_domain::{Price, PriceBar, Quote, Ticker};
+use stockpile_domain::{Quote, Ticker};
 pub use stockpile_test_support::{CacheMode, FakeCache};
+use stockpile_test_support::bar_of_units;
 
 /// The admin token configured by [`Admin::On`].
 pub const TOKEN: &str = "integration-test-admin-token-0123456789";
@@ -165,17 +166,8 @@ pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 
 /// A stock with a quote as the repository holds it.
 pub fn record(ticker: &str) -> StockRecord {
-    let price = |units| Price::from_units(units).unwrap();
     let bar = |day, open, high, low, close, volume| {
-        PriceBar::new(
-            date(2025, 11, day),
-            price(open),
-            price(high),
-            price(low),
-            price(close),
-            volume,
-        )
-        .unwrap()
+        bar_of_units(date(2025, 11, day), open, high, low, close, volume)
     };
     let latest = bar(21, 1_900_000, 1_920_000, 1_880_000, 1_910_000, 1_000);
     let previous = bar(20, 1_850_000, 1_900_000, 1_840_000, 1_890_000, 900);

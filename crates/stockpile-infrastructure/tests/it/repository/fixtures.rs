@@ -35,17 +35,7 @@ pub fn flat_bar(day: NaiveDate, close: i64, volume: i64) -> PriceBar {
     ohlc(day, close, close, close, close, volume)
 }
 
-pub fn ohlc(day: NaiveDate, open: i64, high: i64, low: i64, close: i64, volume: i64) -> PriceBar {
-    PriceBar::new(
-        day,
-        price(open),
-        price(high),
-        price(low),
-        price(close),
-        volume,
-    )
-    .unwrap()
-}
+pub use stockpile_test_support::bar_of_units as ohlc;
 
 /// Creates a stock in sector `Tech` on `NASDAQ`.
 pub async fn add_stock(repo: &dyn StockRepository, symbol: &str, name: &str, cap: Option<i64>) {
