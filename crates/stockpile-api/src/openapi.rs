@@ -4,8 +4,8 @@
 //! documentation paths, which are served by Swagger UI rather than by a handler of ours).
 
 use stockpile_application::views::{
-    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList, StockSummary,
-    TopMovers,
+    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
+    StockSummary, TopMovers,
 };
 use stockpile_application::FieldError;
 use stockpile_domain::{Interval, MoverMetric, Period, SortField, SortOrder};
@@ -51,6 +51,7 @@ impl Modify for AdminSecurity {
         reads::price_history,
         reads::top_movers,
         reads::leaderboard,
+        reads::quotes,
         writes::put_stock,
         writes::upload_prices,
         writes::delete_stock,
@@ -73,6 +74,7 @@ impl Modify for AdminSecurity {
         TopMovers,
         LeaderboardEntry,
         Leaderboard,
+        QuoteBatch,
         StockProfileBody,
         PriceUploadBody,
         PriceBarBody,

@@ -2,11 +2,15 @@
 //! writes the cached body as it is.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use stockpile_application::views::{Leaderboard, PriceHistory, StockDetail, StockList, TopMovers};
+use stockpile_application::views::{
+    Leaderboard, PriceHistory, QuoteBatch, StockDetail, StockList, TopMovers,
+};
 use stockpile_application::HistoryRequest;
 
 use crate::conditional::respond;
-use crate::params::{history_params, leaderboard_params, list_query, parse_ticker, top_params};
+use crate::params::{
+    history_params, leaderboard_params, list_query, parse_ticker, quote_tickers, top_params,
+};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -199,4 +203,33 @@ pub async fn leaderboard(
     let (period, limit, sector) = leaderboard_params(req.query_string())?;
     let cached = state.service.leaderboard(period, limit, sector).await?;
     Ok(respond(&req, cached).await)
+}
+
+/// The latest quotes of a batch of tickers (a watchlist) in one request.
+#[utoipa::path(
+    get,
+    path = "/api/quotes",
+    tag = "stocks",
+    operation_id = "get_quotes",
+    params(
+        ("tickers" = String, Query, description = "1–100 distinct tickers separated by commas, case-insensitive; a ticker given twice counts once. Required, and given once.", example = "AAPL,MSFT,ZZZZ"),
+    ),
+    responses(
+        (status = 200, description = "One item per ticker that has a stock, in the order the tickers were first given; the others in `missing`, in the same order. `X-Cache` is HIT when every ticker came from the cache, MISS when any was loaded, STALE when any was served stale; `max-age` is the least any ticker's entry has left.", body = QuoteBatch, headers(
+            ("X-Cache" = String, description = "HIT, MISS, BYPASS or STALE."),
+            ("ETag" = String, description = "Strong validator of the assembled body."),
+            ("Cache-Control" = String, description = "`public, max-age=N`, `no-cache` on BYPASS, `max-age=0` on STALE."),
+            ("Age" = Option<u64>, description = "Seconds since the oldest stale entry was stored; STALE only."),
+        )),
+        (status = 304, description = "The body matches `If-None-Match`."),
+        (status = 400, description = "`tickers` is missing, empty, given twice, names an invalid ticker or more than 100 distinct tickers.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable and nothing cached could stand in.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn quotes(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let tickers = quote_tickers(req.query_string())?;
+    Ok(respond(&req, state.service.quotes(tickers).await?).await)
 }

@@ -107,6 +107,13 @@ impl Cache for FakeCache {
         Ok(self.entries.lock().unwrap().get(key).cloned())
     }
 
+    /// One operation for the whole batch, as a real backend's one round trip.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.check()?;
+        let entries = self.entries.lock().unwrap();
+        Ok(keys.iter().map(|key| entries.get(key).cloned()).collect())
+    }
+
     async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
         self.check()?;
         self.entries.lock().unwrap().insert(key.to_owned(), value);
