@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use super::memory::MemoryCache;
 use super::redis::RedisCache;
 
+mod batch;
+
 /// How often the probe pings Redis.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -372,6 +374,10 @@ impl Cache for FallbackCache {
             }
         }
         shared.memory.get(key).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.shared.get_many(keys).await
     }
 
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {

@@ -29,6 +29,8 @@ use tokio::time::error::Elapsed;
 
 use super::{glob, LONGEST_TTL};
 
+mod batch;
+
 /// How keys are fetched per `SCAN` step: large enough that clearing a big cache takes few
 /// round trips, small enough that no single step blocks Redis noticeably.
 const SCAN_COUNT: u32 = 500;
@@ -590,6 +592,10 @@ impl Cache for RedisCache {
         get.arg(self.full_key(key));
         let value: Option<Vec<u8>> = self.run(&get).await?;
         Ok(value.map(Bytes::from))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.mget(keys).await
     }
 
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
