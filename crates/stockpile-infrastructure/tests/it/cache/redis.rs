@@ -390,7 +390,7 @@ fn each_worker_thread_reads_through_its_own_connection_and_replaces_it_after_a_r
 
 #[tokio::test]
 async fn a_batch_is_one_mget_under_the_prefix() {
-    let Some(mut redis) = RedisTest::start().await else {
+    let Some(redis) = RedisTest::start().await else {
         return;
     };
     let prefix = format!("{}:", redis.base);
