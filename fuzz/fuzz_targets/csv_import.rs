@@ -5,13 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use oracles::assert_holds_together;
 use stockpile::import::{read_bars, ImportError};
-use stockpile_domain::PriceBar;
-
-fn assert_holds_together(bar: &PriceBar) {
-    oracles::assert_holds_together(bar);
-    assert!(bar.volume() >= 0, "{bar:?}");
-}
 
 fuzz_target!(|bytes: &[u8]| {
     match read_bars(bytes) {
@@ -37,10 +32,10 @@ fuzz_target!(|bytes: &[u8]| {
         }
         Err(ImportError::Rows(rows)) => {
             assert!(!rows.is_empty());
-            // Rows are named in file order. Not more: the csv crate ends a record at a lone
-            // `\r` but counts lines by `\n` only, so in a file with `\r` line endings rows share
-            // a line number, the header's included.
-            assert!(rows.windows(2).all(|w| w[0].line <= w[1].line), "{rows:?}");
+            // Rows are named in file order, each by its own line, whatever the line endings
+            // (`\n`, `\r\n` or a lone `\r`), and never by the header's.
+            assert!(rows.windows(2).all(|w| w[0].line < w[1].line), "{rows:?}");
+            assert!(rows[0].line > 1, "{rows:?}");
         }
         Err(ImportError::Header(_) | ImportError::Csv(_)) => {}
     }

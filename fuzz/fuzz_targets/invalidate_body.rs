@@ -1,6 +1,6 @@
-//! The body of `POST /api/cache/invalidate`: any bytes are the pattern that was sent or a 400
-//! for a body that is not `{"pattern": "<string>"}`; the pattern then selects exactly the keys
-//! Redis would select.
+//! The body of `POST /api/cache/invalidate`: any bytes are the pattern that was sent, a 400
+//! naming the fields of an object that is not `{"pattern": "<string>"}`, or a plain 400 for a
+//! body that is not a JSON object; the pattern then selects exactly the keys Redis would select.
 
 #![no_main]
 
@@ -53,8 +53,18 @@ fuzz_target!(|bytes: &[u8]| {
                 assert_eq!(glob.matches(key), redis, "{pattern:?} against {key:?}");
             }
         }
-        // A duplicate `pattern` field is refused, though a `Value` keeps the last one.
-        Err(ApiError::MalformedBody(_)) => {}
+        // A duplicate `pattern` field is refused too, though a `Value` keeps the last one.
+        Err(ApiError::Invalid(errors)) => {
+            assert!(json.as_ref().is_some_and(Value::is_object), "{errors:?}");
+            assert!(!errors.is_empty());
+            assert!(
+                sent.is_none() || errors.iter().all(|e| e.field == "pattern"),
+                "{errors:?}"
+            );
+        }
+        Err(ApiError::MalformedBody(_)) => {
+            assert!(!json.as_ref().is_some_and(Value::is_object));
+        }
         Err(other) => panic!("a bad body must be a 400, not {other:?}"),
     }
 });

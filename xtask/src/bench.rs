@@ -12,11 +12,15 @@
 //! It rewrites the figures of the scale in `docs/benchmarks.md`. Bounded: a fixed number of
 //! requests or seconds per read, and the server is stopped at the end.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::harness::{
+    connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request, start_server,
+    Server,
+};
 use crate::run;
 
 const ADDR: &str = "127.0.0.1:18080";
@@ -97,54 +101,6 @@ const READS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The release server; stopped when dropped.
-pub(crate) struct Server(Child);
-
-impl Server {
-    pub(crate) fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary() -> String {
-    "target/release/stockpile".into()
-}
-
-fn database_url(database: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{database}")
-}
-
-/// Builds the release binary, then creates and seeds `database` unless it holds stocks already.
-pub(crate) fn prepare(database: &str) -> Result<(), String> {
-    prepare_with(database, &[])
-}
-
-/// [`prepare`], seeding with the extra `stockpile seed` options `seed_args`.
-fn prepare_with(database: &str, seed_args: &[&str]) -> Result<(), String> {
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "stockpile",
-        ]),
-    )?;
-    crate::create_postgres_database(database);
-    run(Command::new(binary())
-        .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
-        .args(seed_args)
-        .env("DATABASE_URL", database_url(database))
-        .env("CACHE_BACKEND", "none")
-        .env("RUST_LOG", "warn"))
-}
-
 fn start(scale: Scale, cache_backend: &str, local_ttl: &str) -> Result<Server, String> {
     start_server(
         ADDR,
@@ -157,95 +113,13 @@ fn start(scale: Scale, cache_backend: &str, local_ttl: &str) -> Result<Server, S
     )
 }
 
-/// The release server on `addr` over `database`, with `env` added; returns once it listens.
-pub(crate) fn start_server(
-    addr: &str,
-    database: &str,
-    env: &[(&str, &str)],
-) -> Result<Server, String> {
-    let child = Command::new(binary())
-        .arg("serve")
-        .env("DATABASE_URL", database_url(database))
-        .env("BIND_ADDR", addr)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start the server: {e}"))?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(server);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("the server did not start listening within 60 s".into())
-}
-
-/// One request on a keep-alive connection, `headers` being extra header lines each ending in
-/// CRLF; returns the status and the body.
-pub(crate) fn request(
-    stream: &mut BufReader<TcpStream>,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> Result<(u16, Vec<u8>), String> {
-    // One write, so that the request leaves in one segment with TCP_NODELAY.
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .get_mut()
-        .write_all(head.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut status_line = String::new();
-    stream
-        .read_line(&mut status_line)
-        .map_err(|e| e.to_string())?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status line")?;
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).map_err(|e| e.to_string())?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, body))
-}
-
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 /// p50 and p99 of `REQUESTS` sequential requests, after a few to warm up.
 fn measure(path: &str) -> Result<(Duration, Duration), String> {
-    let mut stream = connect()?;
+    let mut stream = connect(ADDR)?;
     for _ in 0..5 {
         request(&mut stream, "GET", path, "", "")?;
     }
     time_each(&mut stream, &vec![path.to_owned(); REQUESTS])
-}
-
-/// A keep-alive connection to the server, with Nagle off so that each request leaves at once.
-fn connect() -> Result<BufReader<TcpStream>, String> {
-    let stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    Ok(BufReader::new(stream))
 }
 
 /// p50 and p99 of one request to each of `paths`, one after another on `stream`; any answer
@@ -273,7 +147,7 @@ fn ms(d: Duration) -> String {
 
 pub fn bench(args: &[String]) -> Result<(), String> {
     let scale = Scale::parse(args)?;
-    prepare_with(scale.database(), scale.seed_args())?;
+    prepare(scale.database(), scale.seed_args())?;
 
     let mut rows = Vec::new();
     {
@@ -292,7 +166,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         let _server = start(scale, "memory", "5")?;
         let mut cold = Vec::new();
         for (family, paths) in cold_paths()? {
-            let (p50, p99) = time_each(&mut connect()?, &paths)?;
+            let (p50, p99) = time_each(&mut connect(ADDR)?, &paths)?;
             println!(
                 "cold miss {family:<33} p50 {:>7} ms  p99 {:>7} ms  ({} keys)",
                 ms(p50),
@@ -318,7 +192,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     let throughput = {
         let server = start(scale, "redis", "5")?;
-        ensure_on_redis()?;
+        ensure_on_redis(ADDR)?;
         let mut figures = vec![(
             "/health (reference)".to_owned(),
             wrk("/health", 64)?,
@@ -341,7 +215,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     // Redis round trip.
     let without_first_tier = {
         let _server = start(scale, "redis", "0")?;
-        ensure_on_redis()?;
+        ensure_on_redis(ADDR)?;
         let mut rps = vec![wrk("/health", 64)?.0];
         for (name, path) in READS {
             let figure = wrk(path, 64)?;
@@ -365,7 +239,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
 /// every size, the details and histories of as many tickers, movers and leaderboards of every
 /// metric or period and limit.
 fn cold_paths() -> Result<Vec<(&'static str, Vec<String>)>, String> {
-    let mut stream = connect()?;
+    let mut stream = connect(ADDR)?;
     // Sorted by name: a key of its own, so that no list page below is warm.
     let (status, body) = request(
         &mut stream,
@@ -430,47 +304,12 @@ fn cold_paths() -> Result<Vec<(&'static str, Vec<String>)>, String> {
     ])
 }
 
-fn ensure_on_redis() -> Result<(), String> {
-    let status = fetch_status()?;
-    if status.contains("\"backend\":\"redis\"") {
-        Ok(())
-    } else {
-        Err(format!(
-            "the server is not on Redis (is it running at 127.0.0.1:6379?): {status}"
-        ))
-    }
-}
-
 /// The server's peak resident set (`VmHWM`), as Linux reports it.
 fn peak_resident_mib(server: &Server) -> String {
     memory_kib(server, "VmHWM").map_or_else(
         || "unknown".into(),
         |kb| format!("{:.0} MiB", kb as f64 / 1024.0),
     )
-}
-
-/// One memory figure of the server's `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), in KiB.
-pub(crate) fn memory_kib(server: &Server, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).ok()?;
-    let line = status.lines().find(|l| {
-        l.strip_prefix(field)
-            .is_some_and(|rest| rest.starts_with(':'))
-    })?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn fetch_status() -> Result<String, String> {
-    let mut stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /api/cache/status HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    Ok(response)
 }
 
 fn ensure_wrk() -> Result<(), String> {
@@ -508,21 +347,8 @@ fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
     Ok((rps, field("50%"), field("99%")))
 }
 
-pub(crate) fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    format!("{cores} cores, {cpu}")
-}
-
 /// Today's date, UTC, as `YYYY-MM-DD`.
-pub(crate) fn today() -> String {
+fn today() -> String {
     Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d")

@@ -2,6 +2,7 @@
 
 mod bench;
 mod fuzz;
+mod harness;
 mod soak;
 
 use std::net::{SocketAddr, TcpStream};
@@ -191,11 +192,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "stockpile-infrastructure",
-        &[
-            "stockpile-domain",
-            "stockpile-application",
-            "stockpile-migrations",
-        ],
+        &["stockpile-domain", "stockpile-application", "migrations"],
         &["actix-web"],
     ),
     (
@@ -214,6 +211,10 @@ const OPTIONAL_ONLY: &[(&str, &str, &str, &str)] = &[(
     "openapi",
     "stockpile-api",
 )];
+
+/// Crates only tests may use: nothing names them but as a dev-dependency, so nothing that
+/// ships builds them.
+const DEV_ONLY: &[&str] = &["stockpile-test-support"];
 
 fn layers() -> Result<(), String> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -270,6 +271,17 @@ fn layers() -> Result<(), String> {
             if turns_it_on {
                 violations.push(format!(
                     "{} must not turn on {crate_name}'s {feature} feature; only {only_user} does",
+                    package["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for package in &packages {
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            let name = dependency["name"].as_str().unwrap_or_default();
+            if DEV_ONLY.contains(&name) && dependency["kind"] != "dev" {
+                violations.push(format!(
+                    "{} may name {name} only as a dev-dependency",
                     package["name"].as_str().unwrap_or_default()
                 ));
             }

@@ -20,7 +20,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::bench::{self, Server};
+use crate::harness::{self, Server};
 
 const DATABASE: &str = "stockpile_soak";
 const ADDR: &str = "127.0.0.1:18090";
@@ -120,31 +120,17 @@ impl Client {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
-                let stream = TcpStream::connect(ADDR).map_err(|e| format!("connect: {e}"))?;
-                stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                // A hung server must not hang the soak past its deadline.
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .map_err(|e| e.to_string())?;
                 self.used = 0;
-                self.stream.insert(BufReader::new(stream))
+                self.stream.insert(harness::connect(ADDR)?)
             }
         };
         self.used += 1;
         let started = Instant::now();
-        let answer = bench::request(stream, method, path, headers, body);
+        let answer = harness::request(stream, method, path, headers, body);
         if answer.is_err() {
             self.stream = None;
         }
         answer.map(|(status, body)| (status, body, started.elapsed()))
-    }
-
-    fn get_json(&mut self, path: &str, headers: &str) -> Result<serde_json::Value, String> {
-        let (status, body, _) = self.send("GET", path, headers, "")?;
-        if status != 200 {
-            return Err(format!("GET {path} answered {status}"));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
     }
 }
 
@@ -359,7 +345,7 @@ struct Sample {
 }
 
 fn rss_kib(server: &Server) -> u64 {
-    bench::memory_kib(server, "VmRSS").unwrap_or(0)
+    harness::memory_kib(server, "VmRSS").unwrap_or(0)
 }
 
 /// Appends a sample every `SAMPLE_EVERY` until the deadline, printing each with the
@@ -410,11 +396,11 @@ fn fresh_token() -> Result<String, String> {
 }
 
 /// Lists every stock, page by page.
-fn universe(client: &mut Client) -> Result<Universe, String> {
+fn universe(stream: &mut BufReader<TcpStream>) -> Result<Universe, String> {
     let mut tickers = Vec::new();
     let mut sectors = Vec::new();
     for page in 1.. {
-        let list = client.get_json(&format!("/api/stocks?page_size=200&page={page}"), "")?;
+        let list = harness::get_json(stream, &format!("/api/stocks?page_size=200&page={page}"))?;
         let items = list["items"].as_array().cloned().unwrap_or_default();
         if items.is_empty() {
             break;
@@ -435,9 +421,9 @@ fn universe(client: &mut Client) -> Result<Universe, String> {
 
 pub fn soak(args: &[String]) -> Result<(), String> {
     let options = options(args)?;
-    bench::prepare(DATABASE)?;
+    harness::prepare(DATABASE, &[])?;
     let token = fresh_token()?;
-    let server = bench::start_server(
+    let server = harness::start_server(
         ADDR,
         DATABASE,
         &[
@@ -450,22 +436,23 @@ pub fn soak(args: &[String]) -> Result<(), String> {
         ],
     )?;
     let auth = format!("Authorization: Bearer {token}\r\n");
-    let mut setup = Client::default();
+    let mut setup = harness::connect(ADDR)?;
     // A cold cache and no soak tickers left from an earlier run, so runs compare.
     for ticker in SOAK_TICKERS {
-        setup.send("DELETE", &format!("/api/stocks/{ticker}"), &auth, "")?;
+        harness::request(
+            &mut setup,
+            "DELETE",
+            &format!("/api/stocks/{ticker}"),
+            &auth,
+            "",
+        )?;
     }
-    let (status, _, _) = setup.send("DELETE", "/api/cache", &auth, "")?;
+    let (status, _) = harness::request(&mut setup, "DELETE", "/api/cache", &auth, "")?;
     if status != 200 {
         return Err(format!("clearing the cache answered {status}"));
     }
     let universe = universe(&mut setup)?;
-    let cache_before = setup.get_json("/api/cache/status", "")?;
-    if cache_before["backend"] != "redis" {
-        return Err(format!(
-            "the server is not on Redis (is it running at 127.0.0.1:6379?): {cache_before}"
-        ));
-    }
+    harness::ensure_on_redis(ADDR)?;
     println!(
         "soak: {} s, {} read connections and one writer, against {} tickers on {ADDR}",
         options.run_for.as_secs(),
@@ -497,8 +484,8 @@ pub fn soak(args: &[String]) -> Result<(), String> {
         Ok::<_, String>((reads, writer.join().map_err(|_| "the writer panicked")?))
     })?;
     let elapsed = started.elapsed();
-    // A fresh connection: the setup one has idled past the server's keep-alive.
-    let cache = Client::default().get_json("/api/cache/status", "")?;
+    // On a fresh connection: the setup one has idled through the whole run.
+    let cache = harness::cache_status(ADDR)?;
     drop(server);
     report(&options, elapsed, [reads, writes], &samples, &cache)
 }
@@ -517,7 +504,7 @@ fn report(
     println!(
         "\nsoak of {seconds:.0} s on {}, {} read connections + 1 writer, {DATABASE} over PostgreSQL, Redis cache, \
          CACHE_TTL_DEFAULT={TTL_DEFAULT} s, CACHE_TTL_SCORES={TTL_SCORES} s\n",
-        bench::machine(),
+        harness::machine(),
         options.connections
     );
     println!("| kind | requests | req/s | p50 ms | p99 ms | max ms | non-2xx (unexpected) | expected 404 | transport errors |");
@@ -528,8 +515,7 @@ fn report(
             if sorted.is_empty() {
                 "-".to_owned()
             } else {
-                let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-                format!("{:.2}", f64::from(sorted[index]) / 1000.0)
+                format!("{:.2}", f64::from(harness::percentile(sorted, p)) / 1000.0)
             }
         };
         let unexpected: Vec<String> = tally

@@ -1,21 +1,26 @@
-//! Request bodies of the writes: read under a size limit, parsed strictly (unknown fields are
-//! errors) and turned into domain values once, with every invalid field named.
+//! Request bodies of the writes: read under a size limit, then turned into domain values in
+//! two steps, each naming every problem it finds as an entry of the problem's `errors`:
+//!
+//! 1. the shape: every field that is missing, unknown, given twice or of the wrong JSON type,
+//!    named as sent (`name`, `bars[3].volume`);
+//! 2. when the shape is right, the domain's rules (`bars[2].low`, `currency`).
+//!
+//! Only a body that is not JSON at all, or not a JSON object, is a plain 400 without `errors`.
 //!
 //! Handlers call [`read_json`] only after the [`crate::auth::Admin`] extractor succeeded, which
 //! is what puts 401/403 ahead of 413/415.
 
+use std::fmt;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use stockpile_application::FieldError;
-use stockpile_domain::{BarError, Price, PriceBar, StockProfile};
+use stockpile_domain::{PriceBar, PriceField, StockProfile};
 use utoipa::ToSchema;
 
-use crate::params::parse_iso_date;
 use crate::problem::ApiError;
 
 /// The largest request body accepted: 1 MiB.
@@ -32,13 +37,13 @@ fn is_json(req: &HttpRequest) -> bool {
 }
 
 /// Reads the body (415 unless JSON, 413 past [`MAX_BODY_BYTES`], 408 when it has not all
-/// arrived within `timeout`) and deserialises it.
+/// arrived within `timeout`) and reads its shape.
 ///
 /// # Errors
 /// [`ApiError::UnsupportedMediaType`], [`ApiError::PayloadTooLarge`],
-/// [`ApiError::BodyTimeout`] or [`ApiError::MalformedBody`] (bad JSON, unknown field, wrong
-/// type).
-pub(crate) async fn read_json<T: DeserializeOwned>(
+/// [`ApiError::BodyTimeout`], [`ApiError::MalformedBody`] (not a JSON object) or
+/// [`ApiError::Invalid`] (every field of the wrong shape).
+pub(crate) async fn read_json<T: Body>(
     req: &HttpRequest,
     payload: web::Payload,
     timeout: Duration,
@@ -75,59 +80,287 @@ async fn read_limited(mut payload: web::Payload) -> Result<web::BytesMut, ApiErr
     Ok(body)
 }
 
-/// Deserialises a body that has been read: bad JSON, an unknown field or a wrong type is a 400.
+/// Reads a body that has been received: JSON, an object, and every field of its shape.
 ///
 /// # Errors
-/// [`ApiError::MalformedBody`].
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let malformed = |e: &dyn std::fmt::Display| {
-        ApiError::MalformedBody(format!("the body is not valid for this endpoint: {e}"))
+/// [`ApiError::MalformedBody`] for text that is not JSON or JSON that is not an object;
+/// [`ApiError::Invalid`] naming every field that is missing, unknown, repeated or mistyped.
+pub(crate) fn parse_json<T: Body>(body: &[u8]) -> Result<T, ApiError> {
+    let json: Json = serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+    // serde would read a struct from an array of its fields in order (`["stocks:*"]`); every
+    // body of the contract is an object.
+    let Json::Object(members) = json else {
+        return Err(ApiError::MalformedBody(
+            "the body must be a JSON object".to_owned(),
+        ));
     };
-    // serde would also read a struct from an array of its fields in order (`["stocks:*"]`);
-    // every body of the contract is an object.
-    let first = body
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first.is_some_and(|b| *b != b'{') {
-        return Err(malformed(&"expected a JSON object"));
+    let mut errors = Vec::new();
+    let body = Fields::read(String::new(), members, &mut errors, T::read);
+    match body {
+        Some(body) if errors.is_empty() => Ok(body),
+        _ => Err(ApiError::Invalid(errors)),
     }
-    serde_json::from_slice(body).map_err(|e| malformed(&e))
 }
 
-/// The bars of an upload, each of which must be a JSON object (see [`parse_json`]).
-fn bar_objects<'de, D>(deserializer: D) -> Result<Vec<PriceBarBody>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    Vec::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
-        .into_iter()
-        .map(|bar| serde_json::from_value(serde_json::Value::Object(bar)))
-        .collect::<Result<_, _>>()
-        .map_err(serde::de::Error::custom)
+/// A request body that can be read from the members of a JSON object.
+pub(crate) trait Body: Sized {
+    /// The body, or `None` when a field could not be read (each one is in the errors).
+    fn read(fields: &mut Fields<'_>) -> Option<Self>;
+}
+
+/// A JSON value as sent, each object's members in order and a repeated name kept, so that a
+/// field given twice is refused rather than silently read as its last value.
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool,
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+        Ok(Json::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+        Ok(Json::Number(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
+        // serde_json reads only finite numbers, so this is never `Null`.
+        Ok(serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Json, E> {
+        Ok(Json::String(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry()? {
+            members.push(member);
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// What a field must be, and the message when it is not.
+struct Kind<T> {
+    read: fn(Json) -> Option<T>,
+    message: &'static str,
+}
+
+const STRING: Kind<String> = Kind {
+    read: |json| match json {
+        Json::String(s) => Some(s),
+        _ => None,
+    },
+    message: "must be a string",
+};
+
+const NUMBER: Kind<f64> = Kind {
+    read: |json| match json {
+        Json::Number(n) => n.as_f64(),
+        _ => None,
+    },
+    message: "must be a number",
+};
+
+/// A JSON integer: `1e3` and `100.0` are numbers, but not integers.
+const INTEGER: Kind<i64> = Kind {
+    read: |json| match json {
+        Json::Number(n) => n.as_i64(),
+        _ => None,
+    },
+    message: "must be a JSON integer (not 1e3 or 100.0) that fits in 64 bits",
+};
+
+const ARRAY: Kind<Vec<Json>> = Kind {
+    read: |json| match json {
+        Json::Array(items) => Some(items),
+        _ => None,
+    },
+    message: "must be an array",
+};
+
+/// The members of one JSON object, read field by field; every problem goes to `errors`
+/// under the field's full name (`prefix` + name).
+pub(crate) struct Fields<'e> {
+    prefix: String,
+    members: Vec<(String, Json)>,
+    errors: &'e mut Vec<FieldError>,
+}
+
+impl Fields<'_> {
+    /// Reads one object with `read`, then names every member that `read` did not take.
+    fn read<T>(
+        prefix: String,
+        members: Vec<(String, Json)>,
+        errors: &mut Vec<FieldError>,
+        read: impl FnOnce(&mut Fields<'_>) -> Option<T>,
+    ) -> Option<T> {
+        let mut fields = Fields {
+            prefix,
+            members,
+            errors,
+        };
+        let value = read(&mut fields);
+        let unknown: Vec<_> = fields.members.drain(..).map(|(name, _)| name).collect();
+        for name in unknown {
+            fields.error(&name, "is not a field of this object");
+        }
+        value
+    }
+
+    fn error(&mut self, name: &str, message: &str) {
+        self.errors
+            .push(FieldError::new(format!("{}{name}", self.prefix), message));
+    }
+
+    /// The member called `name`, `None` when absent; given twice, it is an error.
+    fn take(&mut self, name: &str) -> Result<Option<Json>, ()> {
+        let mut found = None;
+        let mut repeated = false;
+        self.members.retain_mut(|(key, value)| {
+            if key != name {
+                return true;
+            }
+            if found.is_some() {
+                repeated = true;
+            } else {
+                found = Some(std::mem::replace(value, Json::Null));
+            }
+            false
+        });
+        if repeated {
+            self.error(name, "must be given only once");
+            return Err(());
+        }
+        Ok(found)
+    }
+
+    /// A field that must be present (and not `null`).
+    fn required<T>(&mut self, name: &str, kind: Kind<T>) -> Option<T> {
+        match self.take(name) {
+            Ok(Some(json)) => self.typed(name, json, kind),
+            Ok(None) => {
+                self.error(name, "is required");
+                None
+            }
+            Err(()) => None,
+        }
+    }
+
+    /// A field that may be absent or `null`: `Some(None)` then, `None` when it is unreadable.
+    fn optional<T>(&mut self, name: &str, kind: Kind<T>) -> Option<Option<T>> {
+        match self.take(name) {
+            Ok(None | Some(Json::Null)) => Some(None),
+            Ok(Some(json)) => self.typed(name, json, kind).map(Some),
+            Err(()) => None,
+        }
+    }
+
+    fn typed<T>(&mut self, name: &str, json: Json, kind: Kind<T>) -> Option<T> {
+        let value = (kind.read)(json);
+        if value.is_none() {
+            self.error(name, kind.message);
+        }
+        value
+    }
+
+    /// A field holding an array of objects, each read with `read`, named `name[i].field`.
+    fn objects<T>(
+        &mut self,
+        name: &str,
+        read: impl Fn(&mut Fields<'_>) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.required(name, ARRAY)?;
+        let mut values = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (index, item) in items.into_iter().enumerate() {
+            let Json::Object(members) = item else {
+                self.error(&format!("{name}[{index}]"), "must be an object");
+                complete = false;
+                continue;
+            };
+            let prefix = format!("{}{name}[{index}].", self.prefix);
+            match Fields::read(prefix, members, self.errors, &read) {
+                Some(value) => values.push(value),
+                None => complete = false,
+            }
+        }
+        complete.then_some(values)
+    }
 }
 
 /// The body of `PUT /api/stocks/{ticker}`.
-#[derive(Debug, Deserialize, ToSchema)]
+// The limits of its texts are the domain's (`StockProfile::NAME` and the others); the OpenAPI
+// document takes them from there (`openapi.rs`), as it does the bars' limit below.
+#[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockProfileBody {
-    /// 1–200 characters.
-    #[schema(example = "Apple Inc.", min_length = 1, max_length = 200)]
+    #[schema(example = "Apple Inc.")]
     pub name: String,
-    /// 1–32 characters.
-    #[schema(example = "NASDAQ", min_length = 1, max_length = 32)]
+    #[schema(example = "NASDAQ")]
     pub exchange: String,
-    /// 1–64 characters.
-    #[schema(example = "Information Technology", min_length = 1, max_length = 64)]
+    #[schema(example = "Information Technology")]
     pub sector: String,
-    /// At most 128 characters.
-    #[schema(example = "Consumer Electronics", max_length = 128)]
+    #[schema(example = "Consumer Electronics")]
     pub industry: Option<String>,
     /// Three upper-case letters; `USD` when absent.
-    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
+    #[schema(example = "USD")]
     pub currency: Option<String>,
     /// A JSON integer of at least 0.
     #[schema(minimum = 0)]
     pub market_cap: Option<i64>,
+}
+
+impl Body for StockProfileBody {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let name = fields.required("name", STRING);
+        let exchange = fields.required("exchange", STRING);
+        let sector = fields.required("sector", STRING);
+        let industry = fields.optional("industry", STRING);
+        let currency = fields.optional("currency", STRING);
+        let market_cap = fields.optional("market_cap", INTEGER);
+        Some(Self {
+            name: name?,
+            exchange: exchange?,
+            sector: sector?,
+            industry: industry?,
+            currency: currency?,
+            market_cap: market_cap?,
+        })
+    }
 }
 
 impl StockProfileBody {
@@ -152,17 +385,16 @@ impl StockProfileBody {
 }
 
 /// The body of `POST /api/stocks/{ticker}/prices`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceUploadBody {
-    /// 1–10,000 bars, one per date, none after today (UTC).
-    #[schema(min_items = 1, max_items = 10000)]
-    #[serde(deserialize_with = "bar_objects")]
+    /// 1 to [`stockpile_domain::MAX_BARS_PER_UPLOAD`] bars, one per date, none after today
+    /// (UTC).
     pub bars: Vec<PriceBarBody>,
 }
 
 /// One daily bar of an upload.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceBarBody {
     /// `YYYY-MM-DD`.
@@ -182,15 +414,43 @@ pub struct PriceBarBody {
     pub volume: i64,
 }
 
+impl Body for PriceUploadBody {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let bars = fields.objects("bars", PriceBarBody::read)?;
+        Some(Self { bars })
+    }
+}
+
+impl Body for PriceBarBody {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let date = fields.required("date", STRING);
+        let [open, high, low, close] =
+            PriceField::ALL.map(|price| fields.required(price.as_str(), NUMBER));
+        let volume = fields.required("volume", INTEGER);
+        Some(Self {
+            date: date?,
+            open: open?,
+            high: high?,
+            low: low?,
+            close: close?,
+            volume: volume?,
+        })
+    }
+}
+
 impl PriceUploadBody {
     /// Every bar as a domain value, or every invalid field named `bars[i].field`.
     pub(crate) fn try_into_domain(self) -> Result<Vec<PriceBar>, ApiError> {
         let mut bars = Vec::with_capacity(self.bars.len());
         let mut errors = Vec::new();
         for (index, bar) in self.bars.into_iter().enumerate() {
-            match bar.try_into_domain(index) {
+            match PriceBar::parse(
+                &bar.date, bar.open, bar.high, bar.low, bar.close, bar.volume,
+            ) {
                 Ok(bar) => bars.push(bar),
-                Err(mut bar_errors) => errors.append(&mut bar_errors),
+                Err(bar_errors) => errors.extend(bar_errors.iter().map(|e| {
+                    FieldError::new(format!("bars[{index}].{}", e.field()), e.to_string())
+                })),
             }
         }
         if errors.is_empty() {
@@ -201,57 +461,19 @@ impl PriceUploadBody {
     }
 }
 
-impl PriceBarBody {
-    fn try_into_domain(self, index: usize) -> Result<PriceBar, Vec<FieldError>> {
-        let field = |name: &str| format!("bars[{index}].{name}");
-        let mut errors = Vec::new();
-        let date = parse_iso_date(&self.date);
-        if date.is_none() {
-            errors.push(FieldError::new(
-                field("date"),
-                "must be a calendar date written YYYY-MM-DD",
-            ));
-        }
-        let mut price = |name: &str, value: f64| {
-            Price::from_f64(value)
-                .map_err(|e| errors.push(FieldError::new(field(name), e.to_string())))
-                .ok()
-        };
-        let open = price("open", self.open);
-        let high = price("high", self.high);
-        let low = price("low", self.low);
-        let close = price("close", self.close);
-        // Each rule is judged on its own, so that a bad date or price hides no other problem.
-        if let (Some(open), Some(high), Some(low), Some(close)) = (open, high, low, close) {
-            // Name the bound a client would fix: the low when it is above open or close.
-            let crossed = if low > open || low > close {
-                Some("low")
-            } else if open > high || close > high {
-                Some("high")
-            } else {
-                None
-            };
-            if let Some(name) = crossed {
-                errors.push(FieldError::new(
-                    field(name),
-                    BarError::Inconsistent.to_string(),
-                ));
-            }
-        }
-        if self.volume < 0 {
-            errors.push(FieldError::new(
-                field("volume"),
-                BarError::NegativeVolume.to_string(),
-            ));
-        }
-        match (date, open, high, low, close) {
-            (Some(date), Some(open), Some(high), Some(low), Some(close)) if errors.is_empty() => {
-                // Both rules of `PriceBar::new` passed above, so this is never an error.
-                PriceBar::new(date, open, high, low, close, self.volume)
-                    .map_err(|e| vec![FieldError::new(format!("bars[{index}]"), e.to_string())])
-            }
-            _ => Err(errors),
-        }
+/// The body of `POST /api/cache/invalidate`.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateBody {
+    /// A Redis glob pattern (`*`, `?`, `[...]`), 1–256 characters, relative to the prefix.
+    #[schema(example = "stocks:list:*", min_length = 1, max_length = 256)]
+    pub pattern: String,
+}
+
+impl Body for InvalidateBody {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let pattern = fields.required("pattern", STRING)?;
+        Some(Self { pattern })
     }
 }
 
@@ -270,7 +492,7 @@ mod tests {
         }
     }
 
-    fn fields(result: Result<Vec<PriceBar>, ApiError>) -> Vec<String> {
+    fn fields<T: fmt::Debug>(result: Result<T, ApiError>) -> Vec<String> {
         match result {
             Err(ApiError::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected a validation error, got {other:?}"),
@@ -340,48 +562,145 @@ mod tests {
 
     #[test]
     fn volumes_must_be_json_integers() {
-        for body in [
-            r#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1e3}]}"#,
-            r#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":100.0}]}"#,
-        ] {
-            assert!(
-                serde_json::from_str::<PriceUploadBody>(body).is_err(),
-                "{body}"
+        for (volume, ok) in [("1e3", false), ("100.0", false), ("100", true)] {
+            let body = format!(
+                r#"{{"bars":[{{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":{volume}}}]}}"#
             );
+            let result = parse_json::<PriceUploadBody>(body.as_bytes());
+            if ok {
+                assert!(result.is_ok(), "{body}");
+            } else {
+                assert_eq!(fields(result), ["bars[0].volume"], "{body}");
+            }
         }
-        let ok =
-            r#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":100}]}"#;
-        assert!(serde_json::from_str::<PriceUploadBody>(ok).is_ok());
     }
 
     #[test]
     fn bodies_are_objects_not_arrays_of_fields() {
-        use crate::handlers::cache_admin::InvalidateBody;
         // Found by fuzzing: serde reads a struct from an array of its fields in order too.
         assert!(parse_json::<InvalidateBody>(br#"{"pattern":"stocks:*"}"#).is_ok());
-        assert!(parse_json::<InvalidateBody>(br#" ["stocks:*"]"#).is_err());
-        assert!(parse_json::<StockProfileBody>(br#"["A","X","Y",null,null,1]"#).is_err());
+        assert!(matches!(
+            parse_json::<InvalidateBody>(br#" ["stocks:*"]"#),
+            Err(ApiError::MalformedBody(_))
+        ));
+        assert!(matches!(
+            parse_json::<StockProfileBody>(br#"["A","X","Y",null,null,1]"#),
+            Err(ApiError::MalformedBody(_))
+        ));
         let bar = r#"{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1}"#;
         assert!(parse_json::<PriceUploadBody>(format!(r#"{{"bars":[{bar}]}}"#).as_bytes()).is_ok());
-        assert!(parse_json::<PriceUploadBody>(br#"{"bars":[["2025-01-02",1,1,1,1,1]]}"#).is_err());
-        assert!(parse_json::<PriceUploadBody>(br#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1,"x":0}]}"#).is_err());
+        assert_eq!(
+            fields(parse_json::<PriceUploadBody>(
+                br#"{"bars":[["2025-01-02",1,1,1,1,1]]}"#
+            )),
+            ["bars[0]"]
+        );
+        assert_eq!(
+            fields(parse_json::<PriceUploadBody>(br#"{"bars":[{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1,"x":0}]}"#)),
+            ["bars[0].x"]
+        );
+    }
+
+    /// Issue 14: every kind of shape problem is an entry of `errors` naming its field, each
+    /// body alike; only text that is not a JSON object is a plain 400.
+    #[test]
+    fn every_shape_problem_names_its_field() {
+        let profile = |body: &str| parse_json::<StockProfileBody>(body.as_bytes()).map(drop);
+        let upload = |body: &str| parse_json::<PriceUploadBody>(body.as_bytes()).map(drop);
+        let invalidate = |body: &str| parse_json::<InvalidateBody>(body.as_bytes()).map(drop);
+        let bar = r#"{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1}"#;
+        let cases: [(&str, Result<(), ApiError>, &[&str]); 14] = [
+            (
+                "missing",
+                profile(r#"{"name":"x"}"#),
+                &["exchange", "sector"],
+            ),
+            (
+                "unknown",
+                profile(r#"{"name":"x","exchange":"X","sector":"Y","foo":1}"#),
+                &["foo"],
+            ),
+            (
+                "wrong types",
+                profile(r#"{"name":1,"exchange":"X","sector":null,"market_cap":3e12}"#),
+                &["name", "sector", "market_cap"],
+            ),
+            (
+                "given twice",
+                profile(r#"{"name":"x","name":"y","exchange":"X","sector":"Y"}"#),
+                &["name"],
+            ),
+            ("bars missing", upload(r#"{}"#), &["bars"]),
+            ("bars not an array", upload(r#"{"bars":{}}"#), &["bars"]),
+            (
+                "a bar's field missing",
+                upload(&format!(
+                    r#"{{"bars":[{bar},{bar},{bar},{}]}}"#,
+                    bar.replace(r#","volume":1"#, "")
+                )),
+                &["bars[3].volume"],
+            ),
+            (
+                "a bar's field of the wrong type",
+                upload(&format!(
+                    r#"{{"bars":[{bar},{}]}}"#,
+                    bar.replace(r#""open":1"#, r#""open":"1""#)
+                )),
+                &["bars[1].open"],
+            ),
+            (
+                "an unknown field beside the bars",
+                upload(&format!(r#"{{"bars":[{bar}],"source":"x"}}"#)),
+                &["source"],
+            ),
+            ("pattern missing", invalidate("{}"), &["pattern"]),
+            (
+                "pattern not a string",
+                invalidate(r#"{"pattern":7}"#),
+                &["pattern"],
+            ),
+            (
+                "pattern beside another",
+                invalidate(r#"{"pattern":"a","x":1}"#),
+                &["x"],
+            ),
+            (
+                "pattern twice",
+                invalidate(r#"{"pattern":"a","pattern":"b"}"#),
+                &["pattern"],
+            ),
+            (
+                "shape problems in several bars",
+                upload(r#"{"bars":[{"date":1},7]}"#),
+                &[
+                    "bars[0].date",
+                    "bars[0].open",
+                    "bars[0].high",
+                    "bars[0].low",
+                    "bars[0].close",
+                    "bars[0].volume",
+                    "bars[1]",
+                ],
+            ),
+        ];
+        for (what, result, expected) in cases {
+            assert_eq!(fields(result), expected, "{what}");
+        }
+        for malformed in ["", "{", r#"{"name": "#, "[]", "\"x\"", "null"] {
+            assert!(
+                matches!(profile(malformed), Err(ApiError::MalformedBody(_))),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]
     fn profiles_report_their_fields() {
-        let body: StockProfileBody =
-            serde_json::from_str(r#"{"name":"","exchange":"X","sector":"Y","currency":"usd"}"#)
-                .unwrap();
-        match body.try_into_domain() {
-            Err(ApiError::Invalid(errors)) => {
-                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-                assert_eq!(fields, ["name", "currency"]);
-            }
-            other => panic!("expected a validation error, got {other:?}"),
-        }
-        assert!(serde_json::from_str::<StockProfileBody>(
-            r#"{"name":"A","exchange":"X","sector":"Y","extra":1}"#
+        let body: StockProfileBody = parse_json(
+            br#"{"name":"","exchange":"X","sector":"Y","currency":"usd","industry":null}"#,
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(body.industry, None);
+        assert_eq!(fields(body.try_into_domain()), ["name", "currency"]);
     }
 }

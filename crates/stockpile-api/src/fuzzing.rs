@@ -8,8 +8,7 @@ use stockpile_domain::{Interval, ListQuery, MoverMetric, Period, PriceBar, Stock
 
 pub use crate::problem::ApiError;
 
-use crate::body::{parse_json, PriceUploadBody, StockProfileBody};
-use crate::handlers::cache_admin::InvalidateBody;
+use crate::body::{parse_json, InvalidateBody, PriceUploadBody, StockProfileBody};
 use crate::params;
 
 /// The query string of `GET /api/stocks`.

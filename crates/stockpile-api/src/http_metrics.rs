@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use stockpile_application::cache_aside::BreakerState;
 use stockpile_application::cache_keys::KeyFamily;
 use stockpile_application::metrics::{CacheEvent, CacheMetrics};
 
@@ -65,11 +66,18 @@ impl HttpMetrics {
         histogram.count += 1;
     }
 
-    /// The whole `/metrics` page: HTTP traffic, cache counters by family, serving backend.
-    pub fn render(&self, cache: &CacheMetrics, backend: &str) -> String {
+    /// The whole `/metrics` page: HTTP traffic, cache counters by family, serving backend,
+    /// and the database breaker.
+    pub fn render(
+        &self,
+        cache: &CacheMetrics,
+        backend: &str,
+        breaker: (BreakerState, u64),
+    ) -> String {
         let mut out = String::with_capacity(4096);
         self.render_http(&mut out);
         render_cache(&mut out, cache, backend);
+        render_breaker(&mut out, breaker);
         out
     }
 
@@ -125,6 +133,30 @@ impl HttpMetrics {
             );
         }
     }
+}
+
+fn render_breaker(out: &mut String, (state, times_opened): (BreakerState, u64)) {
+    header(
+        out,
+        "stockpile_database_circuit_open",
+        "gauge",
+        "1 while loads are refused at once because the database is failing.",
+    );
+    let _ = writeln!(
+        out,
+        "stockpile_database_circuit_open {}",
+        u8::from(state == BreakerState::Open)
+    );
+    header(
+        out,
+        "stockpile_database_circuit_opened_total",
+        "counter",
+        "Times the database was found failing and loads started being refused.",
+    );
+    let _ = writeln!(
+        out,
+        "stockpile_database_circuit_opened_total {times_opened}"
+    );
 }
 
 fn render_cache(out: &mut String, cache: &CacheMetrics, backend: &str) {
@@ -206,7 +238,15 @@ mod tests {
         let metrics = HttpMetrics::default();
         metrics.observe("GET", "/api/stocks/{ticker}", 200, Duration::from_millis(3));
         metrics.observe("GET", "/api/stocks/{ticker}", 404, Duration::from_secs(10));
-        let page = metrics.render(&CacheMetrics::default(), "memory");
+        let page = metrics.render(&CacheMetrics::default(), "memory", (BreakerState::Open, 2));
+        assert!(
+            page.contains("stockpile_database_circuit_open 1\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("stockpile_database_circuit_opened_total 2\n"),
+            "{page}"
+        );
         assert!(page.contains(
             "stockpile_http_requests_total{method=\"GET\",route=\"/api/stocks/{ticker}\",status=\"404\"} 1"
         ));

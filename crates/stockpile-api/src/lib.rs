@@ -71,7 +71,9 @@ pub struct ClientLimits {
     /// How long a client may take to send a request body once its head arrived: 408 after it.
     /// A 1 MiB body takes 10 s at 100 KiB/s.
     pub body_timeout: Duration,
-    /// How long an idle keep-alive connection stays open between requests.
+    /// How long an idle keep-alive connection stays open between requests (`HTTP_KEEP_ALIVE_S`):
+    /// longer than the 60 s idle timeout of common load balancers, so that none of them reuses
+    /// a connection the server is closing at that moment. Zero switches keep-alive off.
     pub keep_alive: Duration,
     /// Open connections per worker thread; past it the server accepts no more until some
     /// close, which keeps a connection flood from exhausting the process's file descriptors.
@@ -83,7 +85,7 @@ impl Default for ClientLimits {
         Self {
             request_head_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(15),
-            keep_alive: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(75),
             max_connections_per_worker: 4_096,
         }
     }

@@ -1,27 +1,38 @@
 //! The OpenAPI 3.1 document served at `/api-docs/openapi.json`: generated from the handlers'
 //! annotations, then completed with what annotations cannot say well (the admin security
-//! scheme, the enumerations' allowed values taken from the domain itself, and the two
-//! documentation paths, which are served by Swagger UI rather than by a handler of ours).
+//! scheme, the two documentation paths, which are served by Swagger UI rather than by a
+//! handler of ours) or cannot take from the code (utoipa's attributes take literals only):
+//! the enumerations' allowed values, the ticker's pattern and the bodies' limits, each read
+//! from the domain's own constant so the document cannot drift from what the server applies.
+
+use std::collections::BTreeMap;
 
 use stockpile_application::views::{
     HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
     StockSummary, TopMovers,
 };
-use stockpile_application::FieldError;
-use stockpile_domain::{Interval, MoverMetric, Period, SortField, SortOrder};
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::response::ResponseBuilder;
+use stockpile_application::{FieldError, NO_STOCK_HAS_THE_TICKER};
+use stockpile_domain::{
+    Currency, Interval, MoverMetric, Period, SortField, SortOrder, StockProfile, TextLimit, Ticker,
+    MAX_BARS_PER_UPLOAD,
+};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, RefOr, Schema};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, Ref, RefOr, Required, Schema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
-use crate::body::{PriceBarBody, PriceUploadBody, StockProfileBody};
-use crate::handlers::cache_admin::{CacheStatusView, Deleted, InvalidateBody};
+use crate::body::{
+    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, MAX_BODY_BYTES,
+};
+use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::{Liveness, ReadinessView};
 use crate::handlers::writes::UpsertedBars;
 use crate::handlers::{cache_admin, operations, reads, writes};
-use crate::problem::Problem;
+use crate::problem::{Problem, PROBLEM_JSON};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -95,6 +106,133 @@ impl Modify for AdminSecurity {
     )
 )]
 struct ApiDoc;
+
+/// The `{ticker}` path segment of every route that has one, described once from the domain.
+pub(crate) struct TickerPath;
+
+impl IntoParams for TickerPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Ticker::PATTERN));
+        vec![ParameterBuilder::new()
+            .name("ticker")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(format!(
+                "1–{} characters, case-insensitive (normalised to upper case).",
+                Ticker::MAX_LEN
+            )))
+            .schema(Some(schema))
+            .example(Some("AAPL".into()))
+            .build()]
+    }
+}
+
+/// The description of the 404 of a route with a `{ticker}`: the words its problem's
+/// `detail` uses, as a sentence.
+pub(crate) fn unknown_ticker() -> String {
+    let mut words = NO_STOCK_HAS_THE_TICKER.chars();
+    let first = words.next().map(|c| c.to_ascii_uppercase());
+    first.into_iter().chain(words).chain(['.']).collect()
+}
+
+/// A problem+json answer with its description, as the handlers' own error responses are.
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// The refusals of every admin endpoint (401, 403), described once.
+pub(crate) struct AdminRefusals;
+
+impl IntoResponses for AdminRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            ("401", "Missing or malformed `Authorization` header."),
+            ("403", "Wrong token, or admin endpoints switched off."),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_owned(), problem_response(description)))
+        .collect()
+    }
+}
+
+/// The refusals of every request body before it is read (408, 413, 415), described once;
+/// the 413 from [`MAX_BODY_BYTES`] itself.
+pub(crate) struct BodyRefusals;
+
+impl IntoResponses for BodyRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let too_large = format!("The body is over {} MiB.", MAX_BODY_BYTES / (1024 * 1024));
+        [
+            (
+                "408",
+                "The body did not arrive within the body timeout (15 s).",
+            ),
+            ("413", too_large.as_str()),
+            ("415", "The body is not `application/json`."),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_owned(), problem_response(description)))
+        .collect()
+    }
+}
+
+/// The object schema of a component, for [`describe_limits`].
+fn object_schema<'d>(
+    doc: &'d mut OpenApiDocument,
+    name: &str,
+) -> Option<&'d mut utoipa::openapi::schema::Object> {
+    let components = doc.components.as_mut()?;
+    match components.schemas.get_mut(name)? {
+        RefOr::T(Schema::Object(object)) => Some(object),
+        _ => None,
+    }
+}
+
+/// Writes the bodies' limits into their schemas from the constants the server checks.
+fn describe_limits(doc: &mut OpenApiDocument) {
+    if let Some(profile) = object_schema(doc, "StockProfileBody") {
+        let texts: [(&str, TextLimit); 4] = [
+            ("name", StockProfile::NAME),
+            ("exchange", StockProfile::EXCHANGE),
+            ("sector", StockProfile::SECTOR),
+            ("industry", StockProfile::INDUSTRY),
+        ];
+        for (field, limit) in texts {
+            if let Some(RefOr::T(Schema::Object(text))) = profile.properties.get_mut(field) {
+                text.min_length = (limit.min > 0).then_some(limit.min);
+                text.max_length = Some(limit.max);
+                text.description = Some(if limit.min > 0 {
+                    format!("{}–{} characters.", limit.min, limit.max)
+                } else {
+                    format!("At most {} characters.", limit.max)
+                });
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(currency))) = profile.properties.get_mut("currency") {
+            currency.pattern = Some(Currency::PATTERN.to_owned());
+        }
+    }
+    if let Some(upload) = object_schema(doc, "PriceUploadBody") {
+        if let Some(RefOr::T(Schema::Array(bars))) = upload.properties.get_mut("bars") {
+            bars.min_items = Some(1);
+            bars.max_items = Some(MAX_BARS_PER_UPLOAD);
+            bars.description = Some(format!(
+                "1–{MAX_BARS_PER_UPLOAD} bars, one per date, none after today (UTC)."
+            ));
+        }
+    }
+}
 
 /// A string schema limited to the listed values, with its default.
 fn enumeration(values: &[&'static str], default: &'static str) -> RefOr<Schema> {
@@ -187,6 +325,7 @@ fn describe_documentation(doc: &mut OpenApiDocument) {
 pub fn openapi() -> OpenApiDocument {
     let mut doc = ApiDoc::openapi();
     describe_enumerations(&mut doc);
+    describe_limits(&mut doc);
     describe_documentation(&mut doc);
     doc
 }

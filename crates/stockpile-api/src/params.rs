@@ -11,29 +11,14 @@ use actix_web::web;
 use chrono::NaiveDate;
 use stockpile_application::{FieldError, MAX_QUOTE_TICKERS};
 use stockpile_domain::{
-    Interval, ListQuery, MoverMetric, PageRequest, ParseEnumError, Period, SortField, SortOrder,
-    Ticker, MAX_LIMIT, MAX_PAGE_SIZE, MAX_QUERY_LEN,
+    parse_iso_date, Interval, ListQuery, MoverMetric, PageRequest, ParseEnumError, Period,
+    SortField, SortOrder, Ticker, MAX_LIMIT, MAX_PAGE_SIZE, MAX_QUERY_LEN,
 };
 
 use crate::problem::ApiError;
 
 /// The default number of movers or leaderboard places.
 const DEFAULT_LIMIT: u32 = 10;
-
-/// Parses a calendar date written exactly `YYYY-MM-DD` (chrono alone would also take `2025-1-2`).
-pub(crate) fn parse_iso_date(text: &str) -> Option<NaiveDate> {
-    let bytes = text.as_bytes();
-    let shape_ok = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            _ => b.is_ascii_digit(),
-        });
-    if shape_ok {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
-    } else {
-        None
-    }
-}
 
 /// A ticker from a path segment; a bad one is a 400 about the `ticker` field.
 pub(crate) fn parse_ticker(raw: &str) -> Result<Ticker, ApiError> {
@@ -104,14 +89,9 @@ impl Params {
 
     fn date(&mut self, name: &str) -> Option<NaiveDate> {
         let raw = self.single(name)?;
-        let date = parse_iso_date(&raw);
-        if date.is_none() {
-            self.errors.push(FieldError::new(
-                name,
-                "must be a calendar date written YYYY-MM-DD",
-            ));
-        }
-        date
+        parse_iso_date(&raw)
+            .map_err(|e| self.errors.push(FieldError::new(name, e.to_string())))
+            .ok()
     }
 
     /// A free-text filter, normalised (trimmed, lower case, blank = none). A NUL (U+0000) is
@@ -303,10 +283,8 @@ mod tests {
 
     #[test]
     fn dates_must_be_iso() {
-        assert_eq!(
-            parse_iso_date("2025-01-02"),
-            NaiveDate::from_ymd_opt(2025, 1, 2)
-        );
+        let (from, _, _) = history_params("from=2025-01-02").unwrap();
+        assert_eq!(from, NaiveDate::from_ymd_opt(2025, 1, 2));
         for bad in [
             "2025-1-2",
             "2025-02-30",
@@ -314,7 +292,11 @@ mod tests {
             "2025-01-02T00:00",
             "x",
         ] {
-            assert_eq!(parse_iso_date(bad), None, "{bad}");
+            assert_eq!(
+                fields(history_params(&format!("to={bad}")).unwrap_err()),
+                ["to"],
+                "{bad}"
+            );
         }
         assert_eq!(
             fields(history_params("from=2025-13-01&interval=1D").unwrap_err()),

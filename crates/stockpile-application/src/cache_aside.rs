@@ -15,6 +15,7 @@
 //! one cache round trip for all of them, one load for all that missed, single flight per key.
 
 mod batch;
+mod breaker;
 mod entry;
 mod lease;
 mod single_flight;
@@ -28,11 +29,13 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use rand::Rng;
 
+use self::breaker::{Admission, Breaker};
+pub use self::breaker::{BreakerState, TRIAL_INTERVAL};
 pub use self::entry::etag_of;
 use self::entry::{now_ms, Entry};
 use self::lease::Claim;
 pub use self::lease::LEASE_TTL;
-use self::single_flight::SingleFlight;
+use self::single_flight::{Aborted, SingleFlight};
 use crate::cache_keys::KeyFamily;
 use crate::metrics::{CacheEvent, CacheMetrics};
 use crate::ports::{Cache, CacheError};
@@ -102,11 +105,15 @@ enum Found {
 }
 
 /// The TTLs of the two kinds of reads and the stale-if-error window.
+/// The TTLs of the two kinds of reads, the stale-if-error window and the soft timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     pub ttl_default: Duration,
     pub ttl_scores: Duration,
     pub stale_if_error: Duration,
+    /// With an expired entry at hand, the longest a read waits for its load before it answers
+    /// that entry as stale; the load goes on and stores its result.
+    pub soft_timeout: Duration,
 }
 
 impl Default for CachePolicy {
@@ -115,6 +122,7 @@ impl Default for CachePolicy {
             ttl_default: Duration::from_secs(300),
             ttl_scores: Duration::from_secs(600),
             stale_if_error: Duration::from_secs(3600),
+            soft_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -154,6 +162,17 @@ impl From<&AppError> for LoadFailure {
     }
 }
 
+/// What a flight's result is when its load stopped before it finished (it panicked).
+type Loaded = Result<(Entry, u64), LoadFailure>;
+
+impl From<Aborted> for Loaded {
+    fn from(_: Aborted) -> Self {
+        Err(LoadFailure::Other(
+            "the load stopped before it finished (it panicked)".to_owned(),
+        ))
+    }
+}
+
 impl From<LoadFailure> for AppError {
     fn from(failure: LoadFailure) -> Self {
         match failure {
@@ -177,6 +196,8 @@ pub struct CacheAside {
     write_epoch: Arc<AtomicU64>,
     /// Loads in progress by key: concurrent misses of one key join the same flight.
     flights: SingleFlight<Result<(Entry, u64), LoadFailure>>,
+    /// Refuses loads at once while the database is known to be failing.
+    breaker: Arc<Breaker>,
     /// The lifetime of a load lease, and the longest wait for another instance's load.
     lease_ttl: Duration,
 }
@@ -189,6 +210,7 @@ impl CacheAside {
             policy,
             write_epoch: Arc::new(AtomicU64::new(0)),
             flights: SingleFlight::new(),
+            breaker: Arc::new(Breaker::new()),
             lease_ttl: LEASE_TTL,
         }
     }
@@ -206,6 +228,17 @@ impl CacheAside {
 
     pub fn metrics(&self) -> &Arc<CacheMetrics> {
         &self.metrics
+    }
+
+    /// Whether loads reach the database now, and how many times the breaker opened.
+    pub fn database_breaker(&self) -> (BreakerState, u64) {
+        (self.breaker.state(), self.breaker.times_opened())
+    }
+
+    /// Tells the breaker that a probe (the readiness check) found the database answering, so
+    /// that loads reach it again without waiting for a trial.
+    pub fn database_answered(&self) {
+        self.breaker.record(Admission::Load, false);
     }
 
     /// The answer under `key`, computed by `load` (a serialised body) on a miss.
@@ -240,7 +273,9 @@ impl CacheAside {
         if !bypass {
             self.metrics.record(family, CacheEvent::Miss);
         }
-        match self.load(family, key, load, !bypass).await {
+        let stale = stale.filter(|entry| self.servable(entry, now));
+        let flight = self.flight_of(family, key, load, !bypass);
+        match self.patiently(flight, stale.is_some(), Err).await {
             Ok((entry, ttl_ms)) => Ok(CachedResponse::loaded(entry, ttl_ms, bypass)),
             Err(LoadFailure::Unavailable(why)) => stale
                 .and_then(|entry| self.stale(entry, now, &why))
@@ -280,7 +315,7 @@ impl CacheAside {
     /// An expired entry standing in for a database that is unavailable, while it is within
     /// the stale-if-error window.
     fn stale(&self, entry: Entry, now: u64, why: &str) -> Option<CachedResponse> {
-        if entry.fresh_until_ms + millis(self.policy.stale_if_error) <= now {
+        if !self.servable(&entry, now) {
             return None;
         }
         tracing::warn!(%why, "database unavailable; serving a stale entry");
@@ -293,21 +328,86 @@ impl CacheAside {
         })
     }
 
-    /// The entry `load` computes, through the flight already loading `key` if there is one.
-    async fn load<F>(
+    /// Whether an expired entry is still within the stale-if-error window.
+    fn servable(&self, entry: &Entry, now: u64) -> bool {
+        entry.fresh_until_ms + millis(self.policy.stale_if_error) > now
+    }
+
+    /// What `flight` answers; with a stale entry at hand (`stale_at_hand`), no
+    /// later than the soft timeout: past it, the database counts as unavailable for this
+    /// read while the load goes on.
+    async fn patiently<R, Fut>(
+        &self,
+        flight: Fut,
+        stale_at_hand: bool,
+        timed_out: impl FnOnce(LoadFailure) -> R,
+    ) -> R
+    where
+        Fut: Future<Output = R>,
+    {
+        if !stale_at_hand {
+            return flight.await;
+        }
+        tokio::time::timeout(self.policy.soft_timeout, flight)
+            .await
+            .unwrap_or_else(|_| {
+                timed_out(LoadFailure::Unavailable(format!(
+                    "the database did not answer within the soft timeout ({} ms); the load \
+                     goes on",
+                    self.policy.soft_timeout.as_millis()
+                )))
+            })
+    }
+
+    /// The flight loading `key`: the one under way, or a new one running `load`. A new flight
+    /// asks the breaker first; refused, it fails at once as the database being unavailable.
+    fn flight_of<F>(
         &self,
         family: KeyFamily,
         key: String,
         load: F,
         store: bool,
-    ) -> Result<(Entry, u64), LoadFailure>
+    ) -> impl Future<Output = Result<(Entry, u64), LoadFailure>>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
     {
         let flight_key = key.clone();
-        self.flights
-            .run(flight_key, || self.flight(family, key, load(), store))
-            .await
+        self.flights.join(flight_key, || {
+            self.guarded(
+                || self.flight(family, key, load(), store),
+                |result| matches!(result, Err(LoadFailure::Unavailable(_))),
+                Err,
+            )
+        })
+    }
+
+    /// The load `start` makes, unless the breaker refuses it: then `refused` answers at once
+    /// with the database being unavailable. The load's outcome (`failed` tells whether it
+    /// found the database unavailable) goes to the breaker.
+    fn guarded<T, Fut>(
+        &self,
+        start: impl FnOnce() -> Fut,
+        failed: fn(&T) -> bool,
+        refused: impl FnOnce(LoadFailure) -> T + Send + 'static,
+    ) -> impl Future<Output = T> + Send + 'static
+    where
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let admission = self.breaker.admit();
+        let flight = (admission != Admission::Refused).then(start);
+        let breaker = Arc::clone(&self.breaker);
+        async move {
+            let Some(flight) = flight else {
+                return refused(LoadFailure::Unavailable(
+                    "the database is failing; loads are refused until a trial finds it back"
+                        .to_owned(),
+                ));
+            };
+            let result = flight.await;
+            breaker.record(admission, failed(&result));
+            result
+        }
     }
 
     /// One load of `key`: the lease (when the entry is to be stored), the load, the store.

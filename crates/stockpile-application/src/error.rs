@@ -37,7 +37,16 @@ pub enum AppError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The words of every answer about a ticker that no stock has (`no stock has the ticker
+/// AAPL`): in problem bodies, logs and the OpenAPI document alike.
+pub const NO_STOCK_HAS_THE_TICKER: &str = "no stock has the ticker";
+
 impl AppError {
+    /// The answer when no stock has the ticker.
+    pub fn unknown_ticker(ticker: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{NO_STOCK_HAS_THE_TICKER} {ticker}"))
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError::new(field, message)])
     }
@@ -46,9 +55,7 @@ impl AppError {
 impl From<RepositoryError> for AppError {
     fn from(error: RepositoryError) -> Self {
         match error {
-            RepositoryError::NotFound(ticker) => {
-                Self::NotFound(format!("no stock has the ticker {ticker}"))
-            }
+            RepositoryError::NotFound(ticker) => Self::unknown_ticker(ticker),
             unavailable @ RepositoryError::Unavailable(_) => Self::Unavailable(unavailable),
             RepositoryError::Internal(e) => Self::Internal(e.into()),
         }

@@ -19,7 +19,7 @@ mod service;
 pub mod use_cases;
 pub mod views;
 
-pub use error::{AppError, FieldError};
+pub use error::{AppError, FieldError, NO_STOCK_HAS_THE_TICKER};
 pub use service::{ServiceSettings, Stockpile};
 pub use use_cases::{
     CacheAdministration, DependencyHealth, HistoryRequest, Operations, Readiness, ReadinessVerdict,

@@ -6,6 +6,7 @@
 //! in this crate performs I/O or knows about HTTP, SQL or caches.
 
 mod bar;
+mod date;
 mod decimal;
 mod history;
 mod interval;
@@ -15,7 +16,8 @@ mod quote;
 mod stock;
 mod ticker;
 
-pub use bar::{BarError, PriceBar};
+pub use bar::{BarError, PriceBar, PriceField, MAX_BARS_PER_UPLOAD};
+pub use date::{parse_iso_date, DateError};
 pub use decimal::{round_ratio_half_away, Percent, Price, PriceError};
 pub use history::{HistoryRange, HistoryRangeError, MAX_HISTORY_SPAN_DAYS};
 pub use interval::{aggregate_bars, Interval};
@@ -25,7 +27,7 @@ pub use market::{
 };
 pub use period::Period;
 pub use quote::{average_volume, Quote};
-pub use stock::{Currency, StockProfile, StockProfileError};
+pub use stock::{Currency, StockProfile, StockProfileError, TextLimit};
 pub use ticker::{Ticker, TickerError};
 
 /// The trailing window of "52 weeks": the dates `d` with `latest − 365 < d ≤ latest`.

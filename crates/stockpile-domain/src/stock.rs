@@ -3,6 +3,9 @@
 pub struct Currency(String);
 
 impl Currency {
+    /// The grammar [`Currency::parse`] accepts, as a regular expression for documents.
+    pub const PATTERN: &'static str = "^[A-Z]{3}$";
+
     /// # Errors
     /// [`StockProfileError::Currency`] unless the code is exactly three upper-case letters.
     pub fn parse(raw: &str) -> Result<Self, StockProfileError> {
@@ -24,6 +27,13 @@ impl Default for Currency {
     }
 }
 
+/// How many characters a text field holds, at least and at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLimit {
+    pub min: usize,
+    pub max: usize,
+}
+
 /// The descriptive facts of a listed company, as an administrator writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockProfile {
@@ -38,13 +48,13 @@ pub struct StockProfile {
 /// Which field of a stock profile is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StockProfileError {
-    #[error("name must be 1 to 200 characters, none of them NUL")]
+    #[error("name must be {} to {} characters, none of them NUL", StockProfile::NAME.min, StockProfile::NAME.max)]
     Name,
-    #[error("exchange must be 1 to 32 characters, none of them NUL")]
+    #[error("exchange must be {} to {} characters, none of them NUL", StockProfile::EXCHANGE.min, StockProfile::EXCHANGE.max)]
     Exchange,
-    #[error("sector must be 1 to 64 characters, none of them NUL")]
+    #[error("sector must be {} to {} characters, none of them NUL", StockProfile::SECTOR.min, StockProfile::SECTOR.max)]
     Sector,
-    #[error("industry must be at most 128 characters, none of them NUL")]
+    #[error("industry must be at most {} characters, none of them NUL", StockProfile::INDUSTRY.max)]
     Industry,
     #[error("currency must be three upper-case letters, such as USD")]
     Currency,
@@ -66,14 +76,23 @@ impl StockProfileError {
     }
 }
 
-/// `min..=max` characters, not blank when required, and no NUL (U+0000): PostgreSQL text
-/// cannot hold one, so it is refused here, a 400 on every backend rather than a 500 on one.
-fn bounded(text: &str, min: usize, max: usize) -> bool {
-    let chars = text.chars().count();
-    (min..=max).contains(&chars) && !(min > 0 && text.trim().is_empty()) && !text.contains('\0')
+impl TextLimit {
+    /// `min..=max` characters, not blank when required, and no NUL (U+0000): PostgreSQL text
+    /// cannot hold one, so it is refused here, a 400 on every backend rather than a 500 on one.
+    pub fn admits(self, text: &str) -> bool {
+        let chars = text.chars().count();
+        (self.min..=self.max).contains(&chars)
+            && !(self.min > 0 && text.trim().is_empty())
+            && !text.contains('\0')
+    }
 }
 
 impl StockProfile {
+    pub const NAME: TextLimit = TextLimit { min: 1, max: 200 };
+    pub const EXCHANGE: TextLimit = TextLimit { min: 1, max: 32 };
+    pub const SECTOR: TextLimit = TextLimit { min: 1, max: 64 };
+    pub const INDUSTRY: TextLimit = TextLimit { min: 0, max: 128 };
+
     /// Checks every field; the first problem of each field is reported.
     ///
     /// # Errors
@@ -87,16 +106,19 @@ impl StockProfile {
         market_cap: Option<i64>,
     ) -> Result<Self, Vec<StockProfileError>> {
         let mut errors = Vec::new();
-        if !bounded(&name, 1, 200) {
+        if !Self::NAME.admits(&name) {
             errors.push(StockProfileError::Name);
         }
-        if !bounded(&exchange, 1, 32) {
+        if !Self::EXCHANGE.admits(&exchange) {
             errors.push(StockProfileError::Exchange);
         }
-        if !bounded(&sector, 1, 64) {
+        if !Self::SECTOR.admits(&sector) {
             errors.push(StockProfileError::Sector);
         }
-        if industry.as_deref().is_some_and(|i| !bounded(i, 0, 128)) {
+        if industry
+            .as_deref()
+            .is_some_and(|i| !Self::INDUSTRY.admits(i))
+        {
             errors.push(StockProfileError::Industry);
         }
         let currency = match currency.map(Currency::parse).transpose() {

@@ -19,6 +19,10 @@ pub enum TickerError {
 impl Ticker {
     pub const MAX_LEN: usize = 10;
 
+    /// The grammar [`Ticker::parse`] accepts, as a regular expression for documents such as
+    /// the OpenAPI one (the parser itself needs no regular expression).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$";
+
     /// Parses and normalises a ticker to upper case.
     ///
     /// # Errors
@@ -98,6 +102,12 @@ mod tests {
     }
 
     #[test]
+    fn the_pattern_states_the_parsers_length() {
+        let tail = format!("{{0,{}}}$", Ticker::MAX_LEN - 1);
+        assert!(Ticker::PATTERN.ends_with(&tail), "{}", Ticker::PATTERN);
+    }
+
+    #[test]
     fn route_words_are_reserved_in_any_case() {
         assert!(Ticker::parse("top").unwrap().is_reserved());
         assert!(Ticker::parse("leaderboard").is_err());
@@ -106,7 +116,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn valid_tickers_round_trip(raw in "[A-Za-z0-9][A-Za-z0-9.-]{0,9}") {
+        fn valid_tickers_round_trip(raw in Ticker::PATTERN.trim_start_matches('^').trim_end_matches('$')) {
             let ticker = Ticker::parse(&raw).unwrap();
             prop_assert_eq!(ticker.as_str(), raw.to_ascii_uppercase());
         }

@@ -5,6 +5,7 @@
 //! - The cache adapters implement `Cache`: Redis ([`RedisCache`]), this process's memory
 //!   ([`MemoryCache`]), Redis with memory standing in while it is away ([`FallbackCache`]),
 //!   and none at all ([`NullCache`]); [`build_cache`] picks one from [`CacheSettings`].
+//! - [`redaction`] hides the passwords of connection URLs wherever they could be shown.
 //!
 //! Invariants: driver errors are translated into the ports' errors here and never leak out;
 //! no cache adapter reads, lists or deletes a key outside its prefix, and none sends `KEYS`,
@@ -15,6 +16,8 @@ pub use cache::{
     build_cache, CacheBackendKind, CacheSettings, FallbackCache, MemoryCache, NullCache,
     RedisCache, RedisSettings,
 };
+
+pub mod redaction;
 
 pub mod repository;
 pub use repository::{DatabaseOptions, SeaOrmStockRepository};

@@ -4,17 +4,15 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use stockpile_api::{AdminToken, ApiState, ClientLimits};
-use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{RepositoryError, StockRepository};
 use stockpile_application::{AppError, ServiceSettings, StockService, Stockpile};
 use stockpile_infrastructure::{
-    build_cache, CacheBackendKind, CacheSettings, DatabaseOptions, RedisSettings,
-    SeaOrmStockRepository,
+    build_cache, CacheBackendKind, CacheSettings, RedisSettings, SeaOrmStockRepository,
 };
 
 use crate::seed::{seed, SeedOptions};
-use crate::settings::{CacheBackendSetting, Settings};
+use crate::settings::{CacheSection, RedisSection, Settings};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,53 +34,43 @@ pub struct Services {
     pub service: Arc<dyn StockService>,
 }
 
-fn cache_settings(settings: &Settings) -> CacheSettings {
-    let backend = match (settings.redis_enabled, settings.cache_backend) {
-        (false, CacheBackendSetting::Auto | CacheBackendSetting::Redis) => CacheBackendKind::Memory,
-        (_, CacheBackendSetting::Auto) => CacheBackendKind::Auto,
-        (_, CacheBackendSetting::Redis) => CacheBackendKind::Redis,
-        (_, CacheBackendSetting::Memory) => CacheBackendKind::Memory,
-        (_, CacheBackendSetting::None) => CacheBackendKind::None,
+/// The cache adapter's settings: the cache's section and how Redis is reached.
+fn cache_settings(cache: &CacheSection, redis: &RedisSection) -> CacheSettings {
+    let backend = match (redis.enabled, cache.backend) {
+        (false, CacheBackendKind::Auto | CacheBackendKind::Redis) => CacheBackendKind::Memory,
+        (_, backend) => backend,
     };
     CacheSettings {
         backend,
         redis: RedisSettings {
-            url: settings.effective_redis_url().expose().to_owned(),
-            key_prefix: settings.cache_key_prefix.clone(),
-            pool_size: settings.redis_pool_size,
-            connect_timeout: Duration::from_millis(settings.redis_connect_timeout_ms),
-            command_timeout: Duration::from_millis(settings.redis_command_timeout_ms),
+            url: redis.effective_url().expose().to_owned(),
+            key_prefix: cache.key_prefix.clone(),
+            pool_size: redis.pool_size,
+            connect_timeout: Duration::from_millis(redis.connect_timeout_ms),
+            command_timeout: Duration::from_millis(redis.command_timeout_ms),
         },
-        local_ttl: Duration::from_secs(settings.cache_local_ttl),
-        memory_max_bytes: settings.cache_memory_max_bytes,
+        local_ttl: Duration::from_secs(cache.local_ttl),
+        memory_max_bytes: cache.memory_max_bytes,
     }
 }
 
-/// Connects the database (migrating it) and the cache, and builds the use cases.
+/// Connects the database (migrating it) and the cache, and builds the use cases; each adapter
+/// gets its own section of the settings.
 ///
 /// # Errors
 /// [`StartupError::Database`] when the database cannot be opened or migrated.
 pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
-    let options = DatabaseOptions {
-        max_connections: settings.database_max_connections,
-        acquire_timeout: Duration::from_millis(settings.database_acquire_timeout_ms),
-        statement_timeout: Duration::from_millis(settings.database_statement_timeout_ms),
-    };
+    let database = &settings.database;
     let repository =
-        Arc::new(SeaOrmStockRepository::connect(settings.database_url.expose(), options).await?);
+        Arc::new(SeaOrmStockRepository::connect(database.url.expose(), database.options()).await?);
     repository.migrate().await?;
-    let cache = build_cache(&cache_settings(settings)).await;
-    let policy = CachePolicy {
-        ttl_default: Duration::from_secs(settings.cache_ttl_default),
-        ttl_scores: Duration::from_secs(settings.cache_ttl_scores),
-        stale_if_error: Duration::from_secs(settings.cache_stale_if_error),
-    };
+    let cache = build_cache(&cache_settings(&settings.cache, &settings.redis)).await;
     let service: Arc<dyn StockService> = Arc::new(Stockpile::new(
         repository.clone() as Arc<dyn StockRepository>,
         cache,
         Arc::new(CacheMetrics::default()),
         ServiceSettings {
-            cache_policy: policy,
+            cache_policy: settings.cache.policy(),
         },
     ));
     Ok(Services {
@@ -108,39 +96,34 @@ impl Application {
             repository,
             service,
         } = wire(settings).await?;
-        if settings.uses_embedded_database() && repository.count_stocks().await? == 0 {
+        if settings.database.is_embedded_default() && repository.count_stocks().await? == 0 {
             tracing::info!("the embedded database is empty: seeding 517 tickers x 504 trading days of synthetic bars");
             let (stocks, bars) = seed(service.as_ref(), &SeedOptions::default(), false).await?;
             tracing::info!(stocks, bars, "seeded the embedded database");
         }
-        let listener =
-            TcpListener::bind(&settings.bind_addr).map_err(|source| StartupError::Bind {
-                addr: settings.bind_addr.clone(),
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: settings.bind_addr.clone(),
-                source,
-            })?
-            .port();
+        let http = &settings.http;
+        let bind_error = |source| StartupError::Bind {
+            addr: http.bind_addr.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&http.bind_addr).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
         let state = ApiState {
             service: service.clone(),
             admin_token: settings
-                .admin_token
+                .admin
+                .token
                 .as_ref()
                 .map(|t| AdminToken::new(t.expose().to_owned())),
-            limits: ClientLimits::default(),
+            limits: ClientLimits {
+                keep_alive: http.keep_alive(),
+                ..ClientLimits::default()
+            },
         };
-        let server =
-            stockpile_api::serve(listener, state).map_err(|source| StartupError::Bind {
-                addr: settings.bind_addr.clone(),
-                source,
-            })?;
+        let server = stockpile_api::serve(listener, state).map_err(bind_error)?;
         tracing::info!(
             backend = repository.backend_name(),
-            addr = %settings.bind_addr,
+            addr = %http.bind_addr,
             port,
             "Stockpile is listening: API at /api/stocks, docs at /docs/"
         );
@@ -159,11 +142,6 @@ impl Application {
     /// The use cases behind the server, for tests and the seed command.
     pub fn service(&self) -> Arc<dyn StockService> {
         self.service.clone()
-    }
-
-    /// A handle that stops the server gracefully.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
     }
 
     /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.

@@ -3,8 +3,7 @@
 
 use std::io::Read;
 
-use chrono::NaiveDate;
-use stockpile_domain::{Price, PriceBar};
+use stockpile_domain::PriceBar;
 
 const EXPECTED_HEADER: [&str; 7] = [
     "date",
@@ -34,37 +33,74 @@ pub enum ImportError {
     Rows(Vec<RejectedRow>),
 }
 
-fn parse_price(field: &str, name: &str) -> Result<Price, String> {
-    let value: f64 = field
+fn parse_number<T: std::str::FromStr>(field: &str, name: &str, what: &str) -> Result<T, String> {
+    field
         .trim()
         .parse()
-        .map_err(|_| format!("{name} '{field}' is not a number"))?;
-    Price::from_f64(value).map_err(|e| format!("{name}: {e}"))
+        .map_err(|_| format!("{name} '{field}' is not {what}"))
 }
 
+/// A row as the domain's bar, or every problem of the row in one line.
 fn parse_row(record: &csv::StringRecord) -> Result<PriceBar, String> {
     if record.len() != 7 {
         return Err(format!("expected 7 fields, found {}", record.len()));
     }
-    let date = NaiveDate::parse_from_str(record[0].trim(), "%Y-%m-%d")
-        .map_err(|_| format!("date '{}' is not YYYY-MM-DD", &record[0]))?;
-    let open = parse_price(&record[1], "open")?;
-    let high = parse_price(&record[2], "high")?;
-    let low = parse_price(&record[3], "low")?;
-    let close = parse_price(&record[4], "close")?;
-    let volume: i64 = record[6]
-        .trim()
-        .parse()
-        .map_err(|_| format!("volume '{}' is not a whole number", &record[6]))?;
-    PriceBar::new(date, open, high, low, close, volume).map_err(|e| e.to_string())
+    let number = |index: usize, name: &str| parse_number::<f64>(&record[index], name, "a number");
+    let fields = (
+        number(1, "open"),
+        number(2, "high"),
+        number(3, "low"),
+        number(4, "close"),
+        parse_number::<i64>(&record[6], "volume", "a whole number"),
+    );
+    let (Ok(open), Ok(high), Ok(low), Ok(close), Ok(volume)) = fields else {
+        let (open, high, low, close, volume) = fields;
+        let unreadable = [open.err(), high.err(), low.err(), close.err(), volume.err()];
+        return Err(unreadable
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "));
+    };
+    PriceBar::parse(record[0].trim(), open, high, low, close, volume).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{}: {e}", e.field()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Every line ending (`\r\n`, and a lone `\r` of old Mac files) as `\n`. The csv crate ends a
+/// record at either but counts lines by `\n` only, and not always at the record's start, so
+/// that every row of a `\r` file was "line 1" and rows after a `\r\n` were a line short.
+fn line_endings_as_newlines(bytes: Vec<u8>) -> Vec<u8> {
+    let mut text = Vec::with_capacity(bytes.len());
+    let mut bytes = bytes.into_iter().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\r' {
+            bytes.next_if_eq(&b'\n');
+            text.push(b'\n');
+        } else {
+            text.push(byte);
+        }
+    }
+    text
 }
 
 /// Every bar of the file, or every rejected row by line number.
 ///
 /// # Errors
 /// [`ImportError`] for a wrong header or any bad row (all of them listed).
-pub fn read_bars(input: impl Read) -> Result<Vec<PriceBar>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+pub fn read_bars(mut input: impl Read) -> Result<Vec<PriceBar>, ImportError> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| ImportError::Csv(e.into()))?;
+    let text = line_endings_as_newlines(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_slice());
     let header: Vec<String> = reader
         .headers()?
         .iter()
@@ -94,6 +130,13 @@ pub fn read_bars(input: impl Read) -> Result<Vec<PriceBar>, ImportError> {
 mod tests {
     use super::*;
 
+    fn rejected(csv: &str) -> Vec<RejectedRow> {
+        match read_bars(csv.as_bytes()) {
+            Err(ImportError::Rows(rows)) => rows,
+            other => panic!("expected rejected rows, got {other:?}"),
+        }
+    }
+
     #[test]
     fn reads_the_common_layout() {
         let csv = "Date,Open,High,Low,Close,Adj Close,Volume\n2025-11-20,10,12,9,11,10.9,1000\n2025-11-21,11,11.5,10.25,11.123456,11,2000\n";
@@ -106,13 +149,46 @@ mod tests {
     #[test]
     fn names_every_bad_row_by_line() {
         let csv = "Date,Open,High,Low,Close,Adj Close,Volume\n2025-11-19,10,12,9,11,11,1\n2025-13-01,10,12,9,11,11,1\n2025-11-20,10,12,9,13,13,1\n2025-11-21,10,12,9,11,11,1.5\n";
-        let Err(ImportError::Rows(rows)) = read_bars(csv.as_bytes()) else {
-            panic!("expected rejected rows")
-        };
+        let rows = rejected(csv);
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![3, 4, 5]);
         assert!(rows[0].reason.contains("date"));
         assert!(rows[2].reason.contains("volume"));
+    }
+
+    #[test]
+    fn dates_follow_the_apis_strict_grammar() {
+        let csv = "Date,Open,High,Low,Close,Adj Close,Volume\n2025-1-2,10,12,9,11,11,1\n2025-01-03,10,12,9,11,11,1\n 2025-01-06 ,10,12,9,11,11,1\n";
+        let rows = rejected(csv);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].line, 2);
+        assert!(rows[0].reason.starts_with("date:"), "{}", rows[0].reason);
+    }
+
+    #[test]
+    fn a_row_names_every_problem() {
+        let csv = "Date,Open,High,Low,Close,Adj Close,Volume\n2025-02-30,10,12,11,11,11,-1\n2025-01-02,x,12,9,11,11,1.5\n";
+        let rows = rejected(csv);
+        assert!(rows[0].reason.starts_with("date:"), "{}", rows[0].reason);
+        assert!(rows[0].reason.contains("low:"), "{}", rows[0].reason);
+        assert!(rows[0].reason.contains("volume:"), "{}", rows[0].reason);
+        assert!(rows[1].reason.contains("open 'x'"), "{}", rows[1].reason);
+        assert!(
+            rows[1].reason.contains("volume '1.5'"),
+            "{}",
+            rows[1].reason
+        );
+    }
+
+    #[test]
+    fn rows_are_named_by_their_own_line_whatever_the_line_endings() {
+        let csv = "Date,Open,High,Low,Close,Adj Close,Volume\r2025-11-19,10,12,9,11,11,1\r2025-13-01,10,12,9,11,11,1\r\n2025-11-20,10,12,9,13,13,1\r";
+        let rows = rejected(csv);
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![3, 4]);
+        let crlf = "Date,Open,High,Low,Close,Adj Close,Volume\r\n2025-13-01,10,12,9,11,11,1\r\n2025-11-20,10,12,9,13,13,1\r\n";
+        let lines: Vec<u64> = rejected(crlf).iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 3]);
     }
 
     #[test]

@@ -1,43 +1,29 @@
 //! Typed settings, layered by figment exactly as API.md's "Configuration" says: built-in
 //! defaults, then a TOML file (`stockpile.toml` in the working directory, or the path in
 //! `STOCKPILE_CONFIG`), then environment variables, each overriding the one before.
+//!
+//! [`Settings`] is a tree of sections, one per adapter (`http`, `database`, `cache`, `redis`,
+//! `admin`, `log`), and the composition root hands each adapter its own. The file and the
+//! environment stay flat, one key per variable; [`FlatSettings`] moves each key into its
+//! section, and the variables it knows are the tree's own fields ([`Settings::variables`]).
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
+use stockpile_api::ClientLimits;
+use stockpile_application::cache_aside::CachePolicy;
+pub use stockpile_infrastructure::CacheBackendKind;
+use stockpile_infrastructure::DatabaseOptions;
 
 /// The embedded default database.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://stockpile.db?mode=rwc";
 /// The Redis used when none is named.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-
-/// Every variable the service reads, upper case as in the environment; the TOML file uses
-/// the same names in lower case.
-const VARIABLES: &[&str] = &[
-    "APP_ENV",
-    "BIND_ADDR",
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "DATABASE_ACQUIRE_TIMEOUT_MS",
-    "DATABASE_STATEMENT_TIMEOUT_MS",
-    "CACHE_BACKEND",
-    "REDIS_URL",
-    "REDIS_ENABLED",
-    "REDIS_POOL_SIZE",
-    "REDIS_CONNECT_TIMEOUT_MS",
-    "REDIS_COMMAND_TIMEOUT_MS",
-    "CACHE_KEY_PREFIX",
-    "CACHE_TTL_DEFAULT",
-    "CACHE_TTL_SCORES",
-    "CACHE_STALE_IF_ERROR",
-    "CACHE_LOCAL_TTL",
-    "CACHE_MEMORY_MAX_BYTES",
-    "ADMIN_TOKEN",
-    "LOG_FORMAT",
-];
 
 /// A secret that never appears in `Debug` output, logs or error messages.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -111,34 +97,17 @@ impl fmt::Debug for ConnectionUrl {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
+/// The URL with its passwords hidden; see `stockpile_infrastructure::redaction`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    stockpile_infrastructure::redaction::redact_url(url)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppEnv {
+    #[default]
     Development,
     Production,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheBackendSetting {
-    Auto,
-    Redis,
-    Memory,
-    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,63 +117,241 @@ pub enum LogFormat {
     Json,
 }
 
-/// The service's settings; field names are the variables of API.md in lower case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The service's settings: one section per adapter, each handed to the adapter that needs it.
+///
+/// The variables are declared here and nowhere else: a field's serde name is its variable in
+/// lower case, and [`Settings::variables`] reads them off the serialised defaults, so the file
+/// and the environment accept exactly the fields of this tree.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `APP_ENV`: the whole service's, so it stands outside the sections.
     pub app_env: AppEnv,
-    pub bind_addr: String,
-    pub database_url: ConnectionUrl,
-    pub database_max_connections: u32,
-    /// How long a query waits for a database connection before the answer is a 503 (or a
-    /// stale entry): the longest a request can hang on an unreachable database.
-    pub database_acquire_timeout_ms: u64,
-    /// How long PostgreSQL may run one statement before cancelling it (a 503 for the request),
-    /// so a hung query cannot hold a pooled connection forever.
-    pub database_statement_timeout_ms: u64,
-    pub cache_backend: CacheBackendSetting,
-    /// `None` when not set explicitly: production refuses `CACHE_BACKEND=redis` then.
-    pub redis_url: Option<ConnectionUrl>,
-    pub redis_enabled: bool,
-    pub redis_pool_size: u32,
-    pub redis_connect_timeout_ms: u64,
-    pub redis_command_timeout_ms: u64,
-    pub cache_key_prefix: String,
-    pub cache_ttl_default: u64,
-    pub cache_ttl_scores: u64,
-    pub cache_stale_if_error: u64,
-    pub cache_local_ttl: u64,
-    pub cache_memory_max_bytes: u64,
-    pub admin_token: Option<Secret>,
-    /// `pretty` or `json`; unset: pretty on a terminal, json otherwise.
-    pub log_format: Option<LogFormat>,
+    pub http: HttpSection,
+    pub database: DatabaseSection,
+    pub cache: CacheSection,
+    pub redis: RedisSection,
+    pub admin: AdminSection,
+    pub log: LogSection,
 }
 
-impl Default for Settings {
+/// The HTTP server's section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(rename = "bind_addr")]
+    pub bind_addr: String,
+    /// Seconds; the default is the server's own ([`ClientLimits`]), `0` switches keep-alive off.
+    #[serde(rename = "http_keep_alive_s")]
+    pub keep_alive_s: u64,
+}
+
+impl HttpSection {
+    /// The longest `HTTP_KEEP_ALIVE_S` accepted: an hour is far past any load balancer's idle
+    /// timeout, and a bound keeps the server's timer arithmetic from overflowing.
+    pub const MAX_KEEP_ALIVE_S: u64 = 3600;
+
+    /// How long an idle keep-alive connection stays open (zero: keep-alive is off).
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_s)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.keep_alive_s > Self::MAX_KEEP_ALIVE_S {
+            return Err(SettingsError::Invalid(format!(
+                "HTTP_KEEP_ALIVE_S must be at most {} seconds (0 switches keep-alive off), not {}",
+                Self::MAX_KEEP_ALIVE_S,
+                self.keep_alive_s
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for HttpSection {
     fn default() -> Self {
         Self {
-            app_env: AppEnv::Development,
             bind_addr: "127.0.0.1:8080".into(),
-            database_url: ConnectionUrl(DEFAULT_DATABASE_URL.into()),
-            database_max_connections: 10,
-            database_acquire_timeout_ms: 3000,
-            database_statement_timeout_ms: 5000,
-            cache_backend: CacheBackendSetting::Auto,
-            redis_url: None,
-            redis_enabled: true,
-            redis_pool_size: 8,
-            redis_connect_timeout_ms: 100,
-            redis_command_timeout_ms: 100,
-            cache_key_prefix: "stockpile:".into(),
-            cache_ttl_default: 300,
-            cache_ttl_scores: 600,
-            cache_stale_if_error: 3600,
-            cache_local_ttl: 5,
-            cache_memory_max_bytes: 64 * 1024 * 1024,
-            admin_token: None,
-            log_format: None,
+            keep_alive_s: ClientLimits::default().keep_alive.as_secs(),
         }
     }
+}
+
+/// The database's section, handed to the repository adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    #[serde(rename = "database_url")]
+    pub url: ConnectionUrl,
+    #[serde(rename = "database_max_connections")]
+    pub max_connections: u32,
+    /// How long a query waits for a database connection before the answer is a 503 (or a
+    /// stale entry): the longest a request can hang on an unreachable database.
+    #[serde(rename = "database_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// How long PostgreSQL may run one statement before cancelling it (a 503 for the request),
+    /// so a hung query cannot hold a pooled connection forever.
+    #[serde(rename = "database_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+impl DatabaseSection {
+    /// True when the database is the embedded default SQLite file.
+    pub fn is_embedded_default(&self) -> bool {
+        self.url.expose() == DEFAULT_DATABASE_URL
+    }
+
+    /// The repository adapter's pool options.
+    pub fn options(&self) -> DatabaseOptions {
+        DatabaseOptions {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+        }
+    }
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            url: ConnectionUrl(DEFAULT_DATABASE_URL.into()),
+            max_connections: 10,
+            acquire_timeout_ms: 3000,
+            statement_timeout_ms: 5000,
+        }
+    }
+}
+
+/// The cache's section: which backend, its keys, and how long entries live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    #[serde(rename = "cache_backend")]
+    pub backend: CacheBackendKind,
+    #[serde(rename = "cache_key_prefix")]
+    pub key_prefix: String,
+    #[serde(rename = "cache_ttl_default")]
+    pub ttl_default: u64,
+    #[serde(rename = "cache_ttl_scores")]
+    pub ttl_scores: u64,
+    #[serde(rename = "cache_stale_if_error")]
+    pub stale_if_error: u64,
+    /// Milliseconds a read with an expired entry at hand waits for the database before it
+    /// answers that entry as stale.
+    #[serde(rename = "cache_soft_timeout_ms")]
+    pub soft_timeout_ms: u64,
+    #[serde(rename = "cache_local_ttl")]
+    pub local_ttl: u64,
+    #[serde(rename = "cache_memory_max_bytes")]
+    pub memory_max_bytes: u64,
+}
+
+impl CacheSection {
+    /// The lifetimes the cache-aside layer gives its entries.
+    pub fn policy(&self) -> CachePolicy {
+        CachePolicy {
+            ttl_default: Duration::from_secs(self.ttl_default),
+            ttl_scores: Duration::from_secs(self.ttl_scores),
+            stale_if_error: Duration::from_secs(self.stale_if_error),
+            soft_timeout: Duration::from_millis(self.soft_timeout_ms),
+        }
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.key_prefix.is_empty() {
+            return Err(SettingsError::Invalid(
+                "CACHE_KEY_PREFIX must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            backend: CacheBackendKind::Auto,
+            key_prefix: "stockpile:".into(),
+            ttl_default: 300,
+            ttl_scores: 600,
+            stale_if_error: 3600,
+            soft_timeout_ms: 250,
+            local_ttl: 5,
+            memory_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How Redis is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `None` when not set explicitly: production refuses `CACHE_BACKEND=redis` then.
+    #[serde(rename = "redis_url")]
+    pub url: Option<ConnectionUrl>,
+    /// `false` keeps Redis out entirely: `auto` and `redis` become `memory`.
+    #[serde(rename = "redis_enabled")]
+    pub enabled: bool,
+    #[serde(rename = "redis_pool_size")]
+    pub pool_size: u32,
+    #[serde(rename = "redis_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(rename = "redis_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+}
+
+impl RedisSection {
+    /// The Redis URL in force (the default when none is set).
+    pub fn effective_url(&self) -> ConnectionUrl {
+        self.url
+            .clone()
+            .unwrap_or_else(|| ConnectionUrl(DEFAULT_REDIS_URL.into()))
+    }
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            enabled: true,
+            pool_size: 8,
+            connect_timeout_ms: 100,
+            command_timeout_ms: 100,
+        }
+    }
+}
+
+/// The admin endpoints' section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Unset switches the admin endpoints off.
+    #[serde(rename = "admin_token")]
+    pub token: Option<Secret>,
+}
+
+impl AdminSection {
+    fn check(&self) -> Result<(), SettingsError> {
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty() || t.expose().contains(char::is_whitespace))
+        {
+            return Err(SettingsError::Invalid(
+                "ADMIN_TOKEN must be one word without spaces".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The log's section (`RUST_LOG`, the filter, is read by the subscriber itself).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `pretty` or `json`; unset: pretty on a terminal, json otherwise.
+    #[serde(rename = "log_format")]
+    pub format: Option<LogFormat>,
 }
 
 /// Why the settings cannot be used.
@@ -232,10 +379,15 @@ impl Settings {
         let file = std::env::var_os("STOCKPILE_CONFIG")
             .map_or_else(|| PathBuf::from("stockpile.toml"), PathBuf::from);
         Self::from_figment(
-            Figment::from(Serialized::defaults(Self::default()))
-                .merge(Toml::file(file))
-                .merge(environment()),
+            Self::defaults()
+                .merge(FlatSettings::new(Toml::file(file)))
+                .merge(FlatSettings::environment()),
         )
+    }
+
+    /// The built-in defaults, the first layer of every figment.
+    pub fn defaults() -> Figment {
+        Figment::from(Serialized::defaults(Self::default()))
     }
 
     /// The settings of one figment (tests layer their own providers).
@@ -248,15 +400,41 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Every variable the service reads, sorted by section and key: the keys of the serialised
+    /// defaults, a section's under the section's name. Nothing else lists them.
+    pub fn variables() -> Vec<Variable> {
+        let tree = match Value::serialize(Self::default()) {
+            Ok(Value::Dict(_, tree)) => tree,
+            // The tree is a struct of structs and scalars: it always serialises to a dictionary.
+            _ => unreachable!("the settings serialise to a dictionary"),
+        };
+        tree.into_iter()
+            .flat_map(|(name, value)| match value {
+                Value::Dict(_, section) => section
+                    .into_keys()
+                    .map(|key| Variable {
+                        key,
+                        section: Some(name.clone()),
+                    })
+                    .collect(),
+                _ => vec![Variable {
+                    key: name,
+                    section: None,
+                }],
+            })
+            .collect()
+    }
+
     fn check(&self) -> Result<(), SettingsError> {
         if self.app_env == AppEnv::Production {
-            if self.cache_backend == CacheBackendSetting::Redis && self.redis_url.is_none() {
+            if self.cache.backend == CacheBackendKind::Redis && self.redis.url.is_none() {
                 return Err(SettingsError::UnsafeForProduction(
                     "CACHE_BACKEND=redis needs REDIS_URL set explicitly".into(),
                 ));
             }
             if self
-                .admin_token
+                .admin
+                .token
                 .as_ref()
                 .is_some_and(|t| t.expose().chars().count() < 32)
             {
@@ -264,48 +442,133 @@ impl Settings {
                     "ADMIN_TOKEN is shorter than 32 characters; generate a longer one (e.g. openssl rand -hex 32)".into(),
                 ));
             }
-            if self.uses_embedded_database() {
+            if self.database.is_embedded_default() {
                 return Err(SettingsError::UnsafeForProduction(
                     "DATABASE_URL is the embedded default; set it to your PostgreSQL database"
                         .into(),
                 ));
             }
         }
-        if self.cache_key_prefix.is_empty() {
-            return Err(SettingsError::Invalid(
-                "CACHE_KEY_PREFIX must not be empty".into(),
-            ));
-        }
-        if self
-            .admin_token
-            .as_ref()
-            .is_some_and(|t| t.expose().is_empty() || t.expose().contains(char::is_whitespace))
-        {
-            return Err(SettingsError::Invalid(
-                "ADMIN_TOKEN must be one word without spaces".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// True when the database is the embedded default SQLite file.
-    pub fn uses_embedded_database(&self) -> bool {
-        self.database_url.expose() == DEFAULT_DATABASE_URL
-    }
-
-    /// The Redis URL in force (the default when none is set).
-    pub fn effective_redis_url(&self) -> ConnectionUrl {
-        self.redis_url
-            .clone()
-            .unwrap_or_else(|| ConnectionUrl(DEFAULT_REDIS_URL.into()))
+        self.http.check()?;
+        self.cache.check()?;
+        self.admin.check()
     }
 }
 
-/// The environment variables API.md names, as lower-case keys.
-fn environment() -> Env {
-    Env::raw()
-        .only(VARIABLES)
-        .map(|key| key.as_str().to_ascii_lowercase().into())
+/// One variable of the settings: its key (the variable in lower case, as the TOML file writes
+/// it) and the section it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    key: String,
+    section: Option<String>,
+}
+
+impl Variable {
+    /// The name in the environment: `CACHE_TTL_DEFAULT`.
+    pub fn name(&self) -> String {
+        self.key.to_ascii_uppercase()
+    }
+
+    /// The key in the TOML file: `cache_ttl_default`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Settings written flat, one key per variable, as the TOML file and the environment hold them,
+/// moved into their sections of the tree.
+///
+/// A key that is no variable is an error naming it, except in the environment, which holds
+/// every other program's variables too: there only the service's own are read.
+pub struct FlatSettings<P> {
+    provider: P,
+    source: Source,
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    /// Lower-case keys, each of which must be a variable (the TOML file).
+    Keys,
+    /// The process environment: keys in any case, others ignored.
+    Environment,
+}
+
+impl<P: Provider> FlatSettings<P> {
+    /// Flat lower-case keys, an unknown one refused.
+    pub fn new(provider: P) -> Self {
+        Self {
+            provider,
+            source: Source::Keys,
+        }
+    }
+}
+
+impl FlatSettings<Env> {
+    /// The process environment.
+    pub fn environment() -> Self {
+        Self {
+            provider: Env::raw().map(|key| key.as_str().to_ascii_lowercase().into()),
+            source: Source::Environment,
+        }
+    }
+}
+
+impl<P: Provider> Provider for FlatSettings<P> {
+    /// The inner provider's, naming a key in an error as this source writes it, not by its
+    /// place in the tree.
+    fn metadata(&self) -> Metadata {
+        let source = self.source;
+        self.provider
+            .metadata()
+            .interpolater(move |_: &Profile, path: &[&str]| {
+                let key = path.last().copied().unwrap_or_default();
+                match source {
+                    Source::Keys => key.to_owned(),
+                    Source::Environment => key.to_ascii_uppercase(),
+                }
+            })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let variables = Settings::variables();
+        let mut data = Map::new();
+        for (profile, flat) in self.provider.data()? {
+            let mut tree = Dict::new();
+            for (key, value) in flat {
+                let Some(variable) = variables.iter().find(|v| v.key == key) else {
+                    if let Source::Environment = self.source {
+                        continue;
+                    }
+                    let mut expected: Vec<String> =
+                        variables.iter().map(|v| format!("`{}`", v.key)).collect();
+                    expected.sort();
+                    let mut error = figment::Error::from(format!(
+                        "unknown setting: found `{key}`, expected one of {}",
+                        expected.join(", ")
+                    ));
+                    error.metadata = Some(self.metadata());
+                    error.profile = Some(profile);
+                    error.path = vec![key];
+                    return Err(error);
+                };
+                match &variable.section {
+                    None => {
+                        tree.insert(key, value);
+                    }
+                    Some(section) => {
+                        if let Value::Dict(_, entries) = tree
+                            .entry(section.clone())
+                            .or_insert_with(|| Dict::new().into())
+                        {
+                            entries.insert(key, value);
+                        }
+                    }
+                }
+            }
+            data.insert(profile, tree);
+        }
+        Ok(data)
+    }
 }
 
 #[cfg(test)]
@@ -324,21 +587,22 @@ mod tests {
     fn defaults_match_the_contract() {
         Jail::expect_with(|jail| {
             let s = load_in(jail).unwrap();
-            assert_eq!(s.bind_addr, "127.0.0.1:8080");
-            assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
-            assert_eq!(s.cache_backend, CacheBackendSetting::Auto);
-            assert_eq!(s.effective_redis_url().expose(), DEFAULT_REDIS_URL);
+            assert_eq!(s.http.bind_addr, "127.0.0.1:8080");
+            assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+            assert_eq!(s.cache.backend, CacheBackendKind::Auto);
+            assert_eq!(s.redis.effective_url().expose(), DEFAULT_REDIS_URL);
             assert_eq!(
                 (
-                    s.cache_ttl_default,
-                    s.cache_ttl_scores,
-                    s.cache_stale_if_error,
-                    s.cache_local_ttl
+                    s.cache.ttl_default,
+                    s.cache.ttl_scores,
+                    s.cache.stale_if_error,
+                    s.cache.local_ttl,
+                    s.cache.soft_timeout_ms
                 ),
-                (300, 600, 3600, 5)
+                (300, 600, 3600, 5, 250)
             );
-            assert_eq!(s.cache_key_prefix, "stockpile:");
-            assert!(s.admin_token.is_none());
+            assert_eq!(s.cache.key_prefix, "stockpile:");
+            assert!(s.admin.token.is_none());
             Ok(())
         });
     }
@@ -352,8 +616,8 @@ mod tests {
             )?;
             jail.set_env("CACHE_TTL_DEFAULT", "30");
             let s = load_in(jail).unwrap();
-            assert_eq!(s.bind_addr, "0.0.0.0:9000");
-            assert_eq!(s.cache_ttl_default, 30);
+            assert_eq!(s.http.bind_addr, "0.0.0.0:9000");
+            assert_eq!(s.cache.ttl_default, 30);
             Ok(())
         });
     }
@@ -364,8 +628,8 @@ mod tests {
             jail.create_file("other.toml", "cache_backend = \"memory\"\n")?;
             jail.set_env("STOCKPILE_CONFIG", "other.toml");
             assert_eq!(
-                load_in(jail).unwrap().cache_backend,
-                CacheBackendSetting::Memory
+                load_in(jail).unwrap().cache.backend,
+                CacheBackendKind::Memory
             );
             Ok(())
         });
@@ -431,7 +695,7 @@ mod tests {
         Jail::expect_with(|jail| {
             let digits = "12345678901234567890123456789012345678";
             jail.set_env("ADMIN_TOKEN", digits);
-            assert_eq!(load_in(jail).unwrap().admin_token.unwrap().expose(), digits);
+            assert_eq!(load_in(jail).unwrap().admin.token.unwrap().expose(), digits);
             jail.set_env("APP_ENV", "production");
             jail.set_env("DATABASE_URL", "postgres://db/x");
             jail.set_env("ADMIN_TOKEN", "1234");
@@ -454,5 +718,152 @@ mod tests {
             assert!(debug.contains("postgres://app:***@db:5432/stockpile"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn each_cache_backend_name_parses_and_no_other() {
+        for (name, backend) in [
+            ("auto", CacheBackendKind::Auto),
+            ("redis", CacheBackendKind::Redis),
+            ("memory", CacheBackendKind::Memory),
+            ("none", CacheBackendKind::None),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("CACHE_BACKEND", name);
+                assert_eq!(load_in(jail).unwrap().cache.backend, backend);
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("CACHE_BACKEND", "Redis");
+            let error = load_in(jail).unwrap_err().to_string();
+            assert!(error.contains("CACHE_BACKEND"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn http_keep_alive_s_defaults_to_75_and_0_switches_it_off() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                load_in(jail).unwrap().http.keep_alive(),
+                Duration::from_secs(75)
+            );
+            jail.set_env("HTTP_KEEP_ALIVE_S", "0");
+            assert_eq!(load_in(jail).unwrap().http.keep_alive(), Duration::ZERO);
+            jail.set_env(
+                "HTTP_KEEP_ALIVE_S",
+                HttpSection::MAX_KEEP_ALIVE_S.to_string(),
+            );
+            assert!(load_in(jail).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_http_keep_alive_s_is_refused_with_one_line_naming_it() {
+        let too_long = (HttpSection::MAX_KEEP_ALIVE_S + 1).to_string();
+        for value in ["-1", "75s", "1.5", too_long.as_str()] {
+            Jail::expect_with(|jail| {
+                jail.set_env("HTTP_KEEP_ALIVE_S", value);
+                let error = load_in(jail).unwrap_err().to_string();
+                assert!(
+                    error.starts_with("invalid configuration: ")
+                        && error.contains("HTTP_KEEP_ALIVE_S")
+                        && !error.contains('\n'),
+                    "{value}: {error}"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_as_its_source_writes_it() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CACHE_TTL_DEFAULT", "soon");
+            let error = load_in(jail).unwrap_err().to_string();
+            assert!(error.contains("CACHE_TTL_DEFAULT"), "{error}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("stockpile.toml", "redis_pool_size = \"many\"\n")?;
+            let error = load_in(jail).unwrap_err().to_string();
+            assert!(error.contains("redis_pool_size"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_file_is_flat_and_other_environment_variables_are_ignored() {
+        Jail::expect_with(|jail| {
+            jail.create_file("stockpile.toml", "[http]\nbind_addr = \"0.0.0.0:9000\"\n")?;
+            let error = load_in(jail).unwrap_err().to_string();
+            assert!(error.contains("`http`"), "{error}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CACHE_TTL", "5");
+            jail.set_env("HTTP", "x");
+            assert_eq!(load_in(jail).unwrap(), Settings::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_variable_is_read_from_the_environment_into_its_section() {
+        let variables = Settings::variables();
+        assert!(variables.len() > 20, "{variables:?}");
+        Jail::expect_with(|jail| {
+            jail.set_env("BIND_ADDR", "0.0.0.0:1");
+            jail.set_env("DATABASE_MAX_CONNECTIONS", "3");
+            jail.set_env("REDIS_POOL_SIZE", "4");
+            jail.set_env("CACHE_LOCAL_TTL", "6");
+            jail.set_env("LOG_FORMAT", "json");
+            jail.set_env("APP_ENV", "development");
+            let s = load_in(jail).unwrap();
+            assert_eq!(
+                (
+                    s.http.bind_addr.as_str(),
+                    s.database.max_connections,
+                    s.redis.pool_size,
+                    s.cache.local_ttl,
+                    s.log.format
+                ),
+                ("0.0.0.0:1", 3, 4, 6, Some(LogFormat::Json))
+            );
+            Ok(())
+        });
+    }
+
+    /// `docs/configuration.md`'s table of every setting: the variables it names, each with its
+    /// TOML key, and the ones read outside the layers.
+    #[test]
+    fn docs_configuration_md_documents_exactly_the_accepted_variables() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let table = text
+            .split("## Every setting")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for row in table.lines().filter(|line| line.starts_with("| `")) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`');
+            if ["STOCKPILE_CONFIG", "RUST_LOG"].contains(&name) {
+                assert_eq!(cells[2], "—", "{name} is read outside the layers");
+                continue;
+            }
+            assert_eq!(
+                cells[2],
+                format!("`{}`", name.to_ascii_lowercase()),
+                "the TOML key of {name}"
+            );
+            assert!(documented.insert(name.to_owned()), "{name} twice");
+        }
+        let accepted: std::collections::BTreeSet<String> =
+            Settings::variables().iter().map(Variable::name).collect();
+        assert_eq!(documented, accepted);
     }
 }

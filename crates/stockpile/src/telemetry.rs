@@ -5,13 +5,19 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::LogFormat;
+use crate::settings::{LogFormat, LogSection};
+
+/// sqlx's parser of connection URLs, silenced below.
+const SILENCED_SQLX_URL_PARSER: &str = "sqlx_postgres::options::parse=error";
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
-pub fn init(format: Option<LogFormat>) {
+pub fn init(log: &LogSection) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"))
+        // sqlx warns of a connect parameter it does not know with its value, which may be a
+        // password (`?PASSWORD=…`); whatever `RUST_LOG` says, that line is never written.
+        .add_directive(SILENCED_SQLX_URL_PARSER.parse().expect("a valid directive"));
+    let format = log.format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Pretty
     } else {
         LogFormat::Json

@@ -2,13 +2,14 @@
 //! relative to the configured prefix; the cache adapter keeps every operation inside it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use stockpile_application::metrics::CacheEvent;
 use stockpile_application::ports::{CacheBackend, CacheState, CacheStatus, RedisTopology};
 use utoipa::ToSchema;
 
 use crate::auth::Admin;
-use crate::body::read_json;
+use crate::body::{read_json, InvalidateBody};
+use crate::openapi::{AdminRefusals, BodyRefusals};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -73,15 +74,6 @@ pub struct CacheStatusView {
     pub errors: u64,
 }
 
-/// The body of `POST /api/cache/invalidate`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InvalidateBody {
-    /// A Redis glob pattern (`*`, `?`, `[...]`), 1–256 characters, relative to the prefix.
-    #[schema(example = "stocks:list:*", min_length = 1, max_length = 256)]
-    pub pattern: String,
-}
-
 /// How many keys an operation removed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
@@ -118,11 +110,8 @@ pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
     responses(
         (status = 200, description = "The matching keys were removed.", body = Deleted),
         (status = 400, description = "Malformed JSON, unknown field, or a pattern not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
+        BodyRefusals,
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -148,8 +137,7 @@ pub async fn invalidate(
     responses(
         (status = 204, description = "The key was removed."),
         (status = 400, description = "A key not 1–256 characters.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
         (status = 404, description = "There was no such key.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
@@ -176,8 +164,7 @@ pub async fn delete_key(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key under the prefix was removed.", body = Deleted),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
         (status = 503, description = "The cache is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use stockpile_application::cache_aside::BreakerState;
 use stockpile_application::{DependencyHealth, Readiness, ReadinessVerdict};
 use utoipa::ToSchema;
 
@@ -41,6 +42,11 @@ pub struct DependencyView {
     /// What went wrong, when it is down (never a connection string).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The database only: `closed` while loads reach it, `open` while they are refused at once
+    /// after it failed (one trial a second finds it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "closed")]
+    pub circuit: Option<&'static str>,
 }
 
 impl From<DependencyHealth> for DependencyView {
@@ -49,6 +55,10 @@ impl From<DependencyHealth> for DependencyView {
             status: if health.up { "up" } else { "down" },
             latency_ms: health.latency_ms,
             error: health.error,
+            circuit: health.breaker.map(|state| match state {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+            }),
         }
     }
 }
@@ -124,7 +134,11 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 )]
 pub async fn metrics(state: web::Data<ApiState>, http: web::Data<HttpMetrics>) -> HttpResponse {
     let backend = CacheStateView::from(state.service.cache_status().await).backend;
-    let page = http.render(&state.service.cache_metrics(), backend);
+    let page = http.render(
+        &state.service.cache_metrics(),
+        backend,
+        state.service.database_breaker(),
+    );
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -8,6 +8,7 @@ use stockpile_application::views::{
 use stockpile_application::HistoryRequest;
 
 use crate::conditional::respond;
+use crate::openapi::{unknown_ticker, TickerPath};
 use crate::params::{
     history_params, leaderboard_params, list_query, parse_ticker, quote_tickers, top_params,
 };
@@ -83,14 +84,14 @@ pub async fn list_stocks_trailing_slash(
     path = "/api/stocks/{ticker}",
     tag = "stocks",
     operation_id = "get_stock",
-    params(("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive (normalised to upper case).", example = "AAPL")),
+    params(TickerPath),
     responses(
         (status = 200, description = "The stock.", body = StockDetail, headers(
             ("X-Cache" = String), ("ETag" = String), ("Cache-Control" = String),
         )),
         (status = 304, description = "The body matches `If-None-Match`."),
         (status = 400, description = "The ticker is malformed.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -109,7 +110,7 @@ pub async fn stock_detail(
     tag = "stocks",
     operation_id = "get_price_history",
     params(
-        ("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive.", example = "AAPL"),
+        TickerPath,
         ("from" = Option<chrono::NaiveDate>, Query, description = "First date, inclusive (YYYY-MM-DD)."),
         ("to" = Option<chrono::NaiveDate>, Query, description = "Last date, inclusive (YYYY-MM-DD). Neither date: the year up to the latest bar."),
         ("interval" = Option<String>, Query, description = "`1d`, `1w` or `1mo`; default `1d`.", example = "1d"),
@@ -120,7 +121,7 @@ pub async fn stock_detail(
         )),
         (status = 304, description = "The body matches `If-None-Match`."),
         (status = 400, description = "Bad ticker, date or interval; `from` after `to`; a span over 20 years.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::body::{read_json, PriceUploadBody, StockProfileBody};
+use crate::openapi::{unknown_ticker, AdminRefusals, BodyRefusals, TickerPath};
 use crate::params::parse_ticker;
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
@@ -40,17 +41,14 @@ fn writable_ticker(req: &HttpRequest) -> Result<Ticker, ApiError> {
     tag = "admin",
     operation_id = "put_stock",
     security(("admin_token" = [])),
-    params(("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive.", example = "AAPL")),
+    params(TickerPath),
     request_body(content = StockProfileBody, content_type = "application/json"),
     responses(
         (status = 201, description = "The stock was created.", body = StockDetail),
         (status = 200, description = "The stock was updated.", body = StockDetail),
         (status = 400, description = "Bad ticker (or a route word such as `top`), malformed JSON, unknown or invalid field.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
+        BodyRefusals,
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -82,17 +80,14 @@ pub async fn put_stock(
     tag = "admin",
     operation_id = "upload_prices",
     security(("admin_token" = [])),
-    params(("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive.", example = "AAPL")),
+    params(TickerPath),
     request_body(content = PriceUploadBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The bars were stored.", body = UpsertedBars),
         (status = 400, description = "Bad ticker, malformed JSON, unknown field, invalid bar (named `bars[i].field`), duplicate or future date, volume not an integer.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the body timeout (15 s).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
+        (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
+        BodyRefusals,
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -117,13 +112,12 @@ pub async fn upload_prices(
     tag = "admin",
     operation_id = "delete_stock",
     security(("admin_token" = [])),
-    params(("ticker" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,9}$", description = "1–10 characters, case-insensitive.", example = "AAPL")),
+    params(TickerPath),
     responses(
         (status = 204, description = "The stock was removed."),
         (status = 400, description = "Bad ticker.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or malformed `Authorization` header.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token, or admin endpoints switched off.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock has the ticker.", body = Problem, content_type = "application/problem+json"),
+        AdminRefusals,
+        (status = 404, description = unknown_ticker(), body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable.", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -96,6 +96,23 @@ async fn invalidate_rejects_bad_bodies_before_the_cache() {
     assert_eq!(reply.invalid_fields(), ["pattern"]);
 }
 
+/// Issue 14: the invalidate body names its field for every kind of shape problem too.
+#[actix_web::test]
+async fn invalidate_body_errors_name_their_field() {
+    for (body, fields) in [
+        ("{}", &["pattern"][..]),
+        (r#"{"pattern":1}"#, &["pattern"]),
+        (r#"{"pattern":null}"#, &["pattern"]),
+        (r#"{"pattern":"a","all":true}"#, &["all"]),
+        (r#"{"pattern":"a","pattern":"b"}"#, &["pattern"]),
+    ] {
+        let reply = send(untouched(), Admin::On, invalidate(body)).await;
+        assert_eq!(reply.invalid_fields(), fields, "{body}");
+    }
+    let reply = send(untouched(), Admin::On, invalidate("{")).await;
+    assert!(reply.problem(400).get("errors").is_none());
+}
+
 #[actix_web::test]
 async fn deleting_a_key_answers_204_or_404() {
     let (service, cache, _) = with_cache(CacheMode::Working, &["stocks:detail:AAPL"]);

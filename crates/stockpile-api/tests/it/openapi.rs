@@ -140,3 +140,113 @@ fn the_committed_document_is_the_served_document() {
         "docs/openapi.json is out of date: run `cargo xtask openapi` and commit it"
     );
 }
+
+/// The limits the document states are the ones the server applies: each is read from the
+/// domain's constant here, and the server is checked against the same numbers.
+#[actix_web::test]
+async fn the_document_states_the_limits_the_server_applies() {
+    use stockpile_domain::{Currency, StockProfile, Ticker, MAX_BARS_PER_UPLOAD};
+
+    let doc = serde_json::to_value(stockpile_api::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let profile = &schemas["StockProfileBody"]["properties"];
+    for (field, limit) in [
+        ("name", StockProfile::NAME),
+        ("exchange", StockProfile::EXCHANGE),
+        ("sector", StockProfile::SECTOR),
+        ("industry", StockProfile::INDUSTRY),
+    ] {
+        assert_eq!(profile[field]["maxLength"], limit.max, "{field}");
+        let min = profile[field]["minLength"].as_u64().unwrap_or(0);
+        assert_eq!(min, limit.min as u64, "{field}");
+        let at = |chars: usize| {
+            let text = "a".repeat(chars);
+            let pick = |f: &str| {
+                if f == field {
+                    text.clone()
+                } else {
+                    "a".to_owned()
+                }
+            };
+            StockProfile::new(
+                pick("name"),
+                pick("exchange"),
+                pick("sector"),
+                Some(pick("industry")),
+                None,
+                None,
+            )
+            .is_ok()
+        };
+        assert!(at(limit.max), "{field} at its maximum");
+        assert!(!at(limit.max + 1), "{field} past its maximum");
+        assert!(at(limit.min), "{field} at its minimum");
+        if limit.min > 0 {
+            assert!(!at(limit.min - 1), "{field} under its minimum");
+        }
+    }
+    assert_eq!(profile["currency"]["pattern"], Currency::PATTERN);
+    assert!(Currency::parse("EUR").is_ok() && Currency::parse("eur").is_err());
+
+    for (path, method) in [
+        ("/api/stocks/{ticker}", "put"),
+        ("/api/stocks/{ticker}/prices", "post"),
+        ("/api/cache/invalidate", "post"),
+    ] {
+        let too_large = &doc["paths"][path][method]["responses"]["413"]["description"];
+        let mib = stockpile_api::MAX_BODY_BYTES / (1024 * 1024);
+        assert_eq!(
+            too_large,
+            &format!("The body is over {mib} MiB."),
+            "{method} {path}"
+        );
+    }
+
+    let bars = &schemas["PriceUploadBody"]["properties"]["bars"];
+    assert_eq!(bars["minItems"], 1);
+    assert_eq!(bars["maxItems"], MAX_BARS_PER_UPLOAD);
+
+    for (path, method) in [
+        ("/api/stocks/{ticker}", "get"),
+        ("/api/stocks/{ticker}", "put"),
+        ("/api/stocks/{ticker}", "delete"),
+        ("/api/stocks/{ticker}/history", "get"),
+        ("/api/stocks/{ticker}/prices", "post"),
+    ] {
+        let parameters = doc["paths"][path][method]["parameters"].as_array().unwrap();
+        let ticker = parameters.iter().find(|p| p["name"] == "ticker").unwrap();
+        assert_eq!(ticker["in"], "path", "{method} {path}");
+        assert_eq!(
+            ticker["schema"]["pattern"],
+            Ticker::PATTERN,
+            "{method} {path}"
+        );
+        let not_found = &doc["paths"][path][method]["responses"]["404"]["description"];
+        if method != "put" {
+            assert_eq!(not_found, "No stock has the ticker.", "{method} {path}");
+        }
+    }
+}
+
+/// The server refuses an upload one bar over the document's `maxItems`, and takes one at it.
+#[actix_web::test]
+async fn an_upload_past_the_documented_bar_limit_is_refused() {
+    use stockpile_domain::MAX_BARS_PER_UPLOAD;
+
+    let doc = serde_json::to_value(stockpile_api::openapi()).unwrap();
+    let max = doc["components"]["schemas"]["PriceUploadBody"]["properties"]["bars"]["maxItems"]
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(max, MAX_BARS_PER_UPLOAD);
+    let bar = r#"{"date":"2025-01-02","open":1,"high":1,"low":1,"close":1,"volume":1}"#;
+    let body = format!(r#"{{"bars":[{}]}}"#, vec![bar; max + 1].join(","));
+    let request = |body: String| {
+        TestRequest::post()
+            .uri("/api/stocks/AAPL/prices")
+            .insert_header(crate::support::bearer())
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body)
+    };
+    let reply = send(untouched(), Admin::On, request(body)).await;
+    assert_eq!(reply.invalid_fields(), ["bars"]);
+}

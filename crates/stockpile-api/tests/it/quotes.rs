@@ -167,6 +167,7 @@ async fn expired_entries_stand_in_for_a_failing_database_and_say_stale() {
         ttl_default: Duration::ZERO,
         ttl_scores: Duration::ZERO,
         stale_if_error: Duration::from_secs(3600),
+        ..CachePolicy::default()
     };
     let mut repository = knows_aapl_and_msft(&["AAPL", "MSFT"], 1);
     repository

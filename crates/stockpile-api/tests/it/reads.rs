@@ -179,6 +179,7 @@ async fn a_stale_answer_has_max_age_0_and_an_age() {
         ttl_default: Duration::ZERO,
         ttl_scores: Duration::ZERO,
         stale_if_error: Duration::from_secs(3600),
+        ..CachePolicy::default()
     };
     let mut repository = lists(ListQuery::default(), 1);
     repository

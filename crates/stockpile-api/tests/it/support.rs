@@ -1,34 +1,28 @@
 //! Building the app around the real `Stockpile` service, sending requests, reading answers.
 //!
-//! The service runs over a `MockStockRepository` and a [`FakeCache`]. stockpile-application
+//! The service runs over a `MockStockRepository` and the shared [`FakeCache`]. stockpile-application
 //! does not export its `MockStockService`, and `StockService` cannot be implemented outside
 //! that crate because `HistoryRequest` is not exported either; going through the real service
 //! also checks the handlers against the real cache-aside behaviour. A repository mock without
 //! an expectation for a method panics when that method is called, failing the test:
 //! [`untouched`] is how a test says "this input never reaches the use cases".
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use stockpile_api::{app, AdminToken, ApiState, ClientLimits, HttpMetrics};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
-use stockpile_application::ports::{
-    Cache, CacheBackend, CacheError, CacheState, CacheStatus, DetailRecord, MockCache,
-    MockStockRepository, RedisTopology, StockRecord,
-};
+use stockpile_application::ports::{DetailRecord, MockCache, MockStockRepository, StockRecord};
 use stockpile_application::{ServiceSettings, StockService, Stockpile};
 use stockpile_domain::{Price, PriceBar, Quote, Ticker};
+pub use stockpile_test_support::{CacheMode, FakeCache};
 
 /// The admin token configured by [`Admin::On`].
 pub const TOKEN: &str = "integration-test-admin-token-0123456789";
@@ -38,137 +32,6 @@ pub const TOKEN: &str = "integration-test-admin-token-0123456789";
 pub enum Admin {
     On,
     Off,
-}
-
-/// How the fake cache behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheMode {
-    /// Stores and serves entries.
-    Working,
-    /// Switched off: every operation says `Disabled`, so reads are `BYPASS`.
-    Off,
-    /// Unreachable: every operation fails.
-    Down,
-}
-
-/// An in-memory cache that keeps entries until deleted (freshness lives inside the entry)
-/// and counts the operations it was asked for.
-#[derive(Debug)]
-pub struct FakeCache {
-    mode: CacheMode,
-    backend: &'static str,
-    entries: Mutex<HashMap<String, Bytes>>,
-    operations: AtomicUsize,
-}
-
-impl FakeCache {
-    pub fn new(mode: CacheMode, backend: &'static str) -> Self {
-        Self {
-            mode,
-            backend,
-            entries: Mutex::default(),
-            operations: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn operations(&self) -> usize {
-        self.operations.load(Ordering::SeqCst)
-    }
-
-    pub fn insert(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), Bytes::from_static(b"x"));
-    }
-
-    fn check(&self) -> Result<(), CacheError> {
-        self.operations.fetch_add(1, Ordering::SeqCst);
-        match self.mode {
-            CacheMode::Working => Ok(()),
-            CacheMode::Off => Err(CacheError::Disabled),
-            CacheMode::Down => Err(CacheError::Unavailable("10.0.0.7:6379 refused".into())),
-        }
-    }
-}
-
-/// Matches the only glob shapes the tests use: an exact key, or a prefix then `*`.
-fn glob_matches(pattern: &str, key: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => key.starts_with(prefix),
-        None => key == pattern,
-    }
-}
-
-#[async_trait]
-impl Cache for FakeCache {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        self.check()?;
-        Ok(self.entries.lock().unwrap().get(key).cloned())
-    }
-
-    /// One operation for the whole batch, as a real backend's one round trip.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
-        self.check()?;
-        let entries = self.entries.lock().unwrap();
-        Ok(keys.iter().map(|key| entries.get(key).cloned()).collect())
-    }
-
-    async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
-        self.check()?;
-        self.entries.lock().unwrap().insert(key.to_owned(), value);
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        self.check()?;
-        Ok(self.entries.lock().unwrap().remove(key).is_some())
-    }
-
-    async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
-        self.check()?;
-        let mut entries = self.entries.lock().unwrap();
-        let before = entries.len();
-        entries.retain(|key, _| !glob_matches(pattern, key));
-        Ok((before - entries.len()) as u64)
-    }
-
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.check()?;
-        let mut entries = self.entries.lock().unwrap();
-        let count = entries.len() as u64;
-        entries.clear();
-        Ok(count)
-    }
-
-    async fn try_lease(&self, _key: &str, _ttl: Duration) -> Result<bool, CacheError> {
-        self.check()?;
-        Ok(true)
-    }
-
-    async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
-        self.check()
-    }
-
-    async fn status(&self) -> CacheStatus {
-        cache_status(self.backend)
-    }
-}
-
-pub fn cache_status(backend: &str) -> CacheStatus {
-    let (state, topology) = match backend {
-        "none" => (CacheState::Off, None),
-        "redis" => (
-            CacheState::Serving(CacheBackend::Redis),
-            Some(RedisTopology::Standalone),
-        ),
-        _ => (CacheState::Serving(CacheBackend::Memory), None),
-    };
-    CacheStatus {
-        state,
-        topology,
-        key_prefix: "stockpile:".to_owned(),
-    }
 }
 
 /// The real service over `repository`, a working fake cache and the default policy.

@@ -147,6 +147,86 @@ async fn bodies_that_are_not_the_expected_json_are_400() {
     }
 }
 
+/// Issue 14: a missing field, an unknown field, a field given twice and a value of the wrong
+/// JSON type are each an entry of `errors` naming the field, in every body; malformed JSON
+/// stays a plain 400 without `errors`.
+#[actix_web::test]
+async fn body_errors_name_their_field() {
+    let cases: [(&str, TestRequest, &[&str]); 8] = [
+        (
+            "missing",
+            put("/api/stocks/AAPL", r#"{"exchange":"X","sector":"Y"}"#),
+            &["name"],
+        ),
+        (
+            "unknown",
+            put(
+                "/api/stocks/AAPL",
+                r#"{"name": "x", "exchange": "X", "sector": "Y", "foo": 1}"#,
+            ),
+            &["foo"],
+        ),
+        (
+            "wrong type",
+            put(
+                "/api/stocks/AAPL",
+                &PROFILE.replace("3000000000000", "3e12"),
+            ),
+            &["market_cap"],
+        ),
+        (
+            "given twice",
+            put(
+                "/api/stocks/AAPL",
+                &PROFILE.replace("\"market_cap\"", "\"name\":\"Apple\",\"market_cap\""),
+            ),
+            &["name"],
+        ),
+        (
+            "a bar's volume as a float",
+            post(
+                "/api/stocks/AAPL/prices",
+                &bars_body(&[BAR, BAR, BAR, &BAR.replace("1000}", "1e3}")]),
+            ),
+            &["bars[3].volume"],
+        ),
+        (
+            "a bar's field missing and another unknown",
+            post(
+                "/api/stocks/AAPL/prices",
+                &bars_body(&[&BAR.replace("\"date\":\"2025-01-02\",", "\"day\":1,")]),
+            ),
+            &["bars[0].date", "bars[0].day"],
+        ),
+        (
+            "the bars missing",
+            post("/api/stocks/AAPL/prices", r#"{"bar":[]}"#),
+            &["bars", "bar"],
+        ),
+        (
+            "the bars not an array",
+            post("/api/stocks/AAPL/prices", r#"{"bars":"none"}"#),
+            &["bars"],
+        ),
+    ];
+    for (what, request, fields) in cases {
+        let reply = send(untouched(), Admin::On, request).await;
+        assert_eq!(reply.invalid_fields(), fields, "{what}");
+        let problem = reply.json();
+        for error in problem["errors"].as_array().unwrap() {
+            assert!(
+                !error["message"].as_str().unwrap().is_empty(),
+                "{what}: {problem}"
+            );
+        }
+    }
+    for body in [r#"{"name": "#, "", "[]", "{}}"] {
+        let reply = send(untouched(), Admin::On, put("/api/stocks/AAPL", body)).await;
+        let problem = reply.problem(400);
+        assert!(problem.get("errors").is_none(), "{body:?}: {problem}");
+    }
+}
+
 #[actix_web::test]
 async fn uploads_convert_every_bar() {
     let mut repository = MockStockRepository::new();

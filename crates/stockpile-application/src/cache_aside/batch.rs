@@ -7,8 +7,11 @@
 //!   concurrent batch sharing any of them joins this load for those.
 //! - Each entry is stored, under the same write-race rule as a single read's, with its own
 //!   jittered TTL; an entry that stands for "nothing there" is an entry like any other.
+//! - A load asks the database breaker once for the whole batch; refused, every key it leads
+//!   fails as the database being unavailable.
 //! - When the database is unavailable, every key that missed needs an expired entry within
-//!   the stale-if-error window, or the whole read fails.
+//!   the stale-if-error window, or the whole read fails. When every key that missed has one,
+//!   the read waits no longer than the soft timeout for the load, which goes on.
 //!
 //! A batch's load takes no cross-instance lease: taking one per key would cost a round trip
 //! per missed key, and two instances loading the same cold tickers at the same instant cost
@@ -67,15 +70,29 @@ impl CacheAside {
         if !missed.is_empty() {
             let missed_keys: Vec<String> = missed.iter().map(|i| keys[*i].clone()).collect();
             let mut items: Vec<Option<K>> = items.into_iter().map(Some).collect();
+            let flights = self.flights.join_many(&missed_keys, |led| {
+                let led_keys = led.iter().map(|n| missed_keys[*n].clone()).collect();
+                let led_items = led
+                    .iter()
+                    .filter_map(|n| items[missed[*n]].take())
+                    .collect();
+                let count = led.len();
+                self.guarded(
+                    || self.batch_flight(family, led_keys, load(led_items), !bypass),
+                    |results| {
+                        results
+                            .iter()
+                            .any(|r| matches!(r, Err(LoadFailure::Unavailable(_))))
+                    },
+                    move |failure| vec![Err(failure); count],
+                )
+            });
+            let stale_at_hand = missed.iter().all(
+                |i| matches!(&parts[*i], Part::Missed(Some(entry)) if self.servable(entry, now)),
+            );
             let loaded = self
-                .flights
-                .run_many(&missed_keys, |led| {
-                    let led_keys = led.iter().map(|n| missed_keys[*n].clone()).collect();
-                    let led_items = led
-                        .iter()
-                        .filter_map(|n| items[missed[*n]].take())
-                        .collect();
-                    self.batch_flight(family, led_keys, load(led_items), !bypass)
+                .patiently(join_all(flights), stale_at_hand, |failure| {
+                    vec![Err(failure); missed.len()]
                 })
                 .await;
             for (index, result) in missed.into_iter().zip(loaded) {

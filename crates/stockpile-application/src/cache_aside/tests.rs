@@ -233,16 +233,7 @@ async fn concurrent_misses_of_one_key_load_once() {
 #[tokio::test]
 async fn an_expired_entry_is_served_stale_when_the_database_fails() {
     let cache = Arc::new(MapCache::default());
-    let policy = CachePolicy {
-        ttl_default: Duration::from_millis(1),
-        ..CachePolicy::default()
-    };
-    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
-    reads
-        .read(KeyFamily::Detail, "k".into(), body("old"))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let reads = with_expired_entry(&cache).await;
     let answer = reads
         .read(KeyFamily::Detail, "k".into(), || {
             async {
@@ -258,7 +249,13 @@ async fn an_expired_entry_is_served_stale_when_the_database_fails() {
     assert_eq!(&answer.body[..], b"old");
     assert_eq!(answer.max_age, 0);
     assert_eq!(answer.age, Some(0));
-    // Other failures are not hidden behind a stale entry.
+    // Other failures are not hidden behind a stale entry (asked of a layer whose breaker did
+    // not see the database fail, so that the loads run).
+    let reads = CacheAside::new(
+        cache.clone(),
+        Arc::new(CacheMetrics::default()),
+        CachePolicy::default(),
+    );
     let not_found = reads
         .read(KeyFamily::Detail, "k".into(), || {
             async { Err(AppError::NotFound("gone".into())) }.boxed()
@@ -771,4 +768,105 @@ async fn a_batch_is_served_stale_only_when_every_missed_key_has_a_stale_entry() 
         .read_many(KeyFamily::Quote, requests(&["a", "new"]), failing(), joined)
         .await;
     assert!(matches!(partly, Err(AppError::Unavailable(_))));
+}
+
+fn unavailable() -> AppError {
+    AppError::Unavailable(RepositoryError::Unavailable("down".into()))
+}
+
+/// A layer over `cache` whose entries expire after a millisecond, with an expired entry
+/// `old` under "k".
+async fn with_expired_entry(cache: &Arc<MapCache>) -> CacheAside {
+    let policy = CachePolicy {
+        ttl_default: Duration::from_millis(1),
+        ..CachePolicy::default()
+    };
+    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
+    reads
+        .read(KeyFamily::Detail, "k".into(), body("old"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    reads
+}
+
+#[tokio::test]
+async fn a_slow_load_answers_stale_after_the_soft_timeout_and_stores_its_result_later() {
+    let cache = Arc::new(MapCache::default());
+    let reads = with_expired_entry(&cache).await;
+    let release = Arc::new(Notify::new());
+    let started = tokio::time::Instant::now();
+    let answer = {
+        let release = release.clone();
+        reads
+            .read(KeyFamily::Detail, "k".into(), move || {
+                async move {
+                    release.notified().await;
+                    Ok(Bytes::from_static(b"new"))
+                }
+                .boxed()
+            })
+            .await
+            .unwrap()
+    };
+    let waited = started.elapsed();
+    assert_eq!(answer.outcome, CacheOutcome::Stale);
+    assert_eq!(&answer.body[..], b"old");
+    let soft = CachePolicy::default().soft_timeout;
+    assert!(
+        waited >= soft,
+        "answered before the soft timeout: {waited:?}"
+    );
+    // The load goes on without anyone waiting for it, and stores what it finds.
+    release.notify_one();
+    while !reads.flights.is_idle() {
+        tokio::task::yield_now().await;
+    }
+    let stored = Entry::decode(cache.entries.lock().unwrap()["k"].clone()).unwrap();
+    assert_eq!(&stored.body[..], b"new");
+}
+
+#[tokio::test]
+async fn while_the_database_fails_loads_are_refused_at_once_until_a_trial_succeeds() {
+    let cache = Arc::new(MapCache::default());
+    let reads = with_expired_entry(&cache).await;
+    let loads = Arc::new(AtomicUsize::new(0));
+    let failing = |loads: &Arc<AtomicUsize>| {
+        let loads = loads.clone();
+        move || {
+            async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Err(unavailable())
+            }
+            .boxed()
+        }
+    };
+    let first = reads
+        .read(KeyFamily::List, "cold".into(), failing(&loads))
+        .await;
+    assert!(matches!(first, Err(AppError::Unavailable(_))));
+    assert_eq!(reads.database_breaker(), (BreakerState::Open, 1));
+    // Refused without a load: a cold read fails, an expired entry is served stale.
+    let cold = reads
+        .read(KeyFamily::List, "other".into(), failing(&loads))
+        .await;
+    assert!(matches!(cold, Err(AppError::Unavailable(_))));
+    let stale = reads
+        .read(KeyFamily::Detail, "k".into(), failing(&loads))
+        .await
+        .unwrap();
+    assert_eq!(stale.outcome, CacheOutcome::Stale);
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "only the first read reached the database"
+    );
+    // After the trial interval one load is let through; its success closes the breaker.
+    tokio::time::sleep(TRIAL_INTERVAL).await;
+    let back = reads
+        .read(KeyFamily::List, "cold".into(), body("[]"))
+        .await
+        .unwrap();
+    assert_eq!(back.outcome, CacheOutcome::Miss);
+    assert_eq!(reads.database_breaker(), (BreakerState::Closed, 1));
 }

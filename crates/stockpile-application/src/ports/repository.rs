@@ -55,7 +55,7 @@ pub enum UpsertOutcome {
 /// Why the repository could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
-    #[error("no stock has the ticker {0}")]
+    #[error("{text} {0}", text = crate::NO_STOCK_HAS_THE_TICKER)]
     NotFound(Ticker),
     /// The database did not answer (down, unreachable, pool exhausted, timed out).
     #[error("the database is unavailable: {0}")]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::cache_aside::BreakerState;
 use crate::metrics::CacheMetrics;
 use crate::ports::{CacheState, CacheStatus};
 use crate::service::Stockpile;
@@ -16,6 +17,8 @@ const READINESS_TIMEOUT: Duration = Duration::from_millis(900);
 #[derive(Debug, Clone, PartialEq)]
 pub struct DependencyHealth {
     pub up: bool,
+    /// For the database: whether loads reach it or are refused at once after failures.
+    pub breaker: Option<BreakerState>,
     /// Round-trip time of the check, in milliseconds.
     pub latency_ms: f64,
     /// What went wrong, when it is down (never a connection string).
@@ -61,6 +64,8 @@ impl Readiness {
 pub trait Operations: Send + Sync {
     async fn readiness(&self) -> Readiness;
     fn cache_metrics(&self) -> Arc<CacheMetrics>;
+    /// Whether loads reach the database now, and how many times the breaker opened.
+    fn database_breaker(&self) -> (BreakerState, u64);
 }
 
 #[async_trait]
@@ -69,19 +74,26 @@ impl Operations for Stockpile {
         let started = Instant::now();
         let ping = tokio::time::timeout(READINESS_TIMEOUT, self.repository.ping()).await;
         let latency_ms = millis_since(started);
+        if matches!(ping, Ok(Ok(()))) {
+            self.cache_aside.database_answered();
+        }
+        let breaker = Some(self.cache_aside.database_breaker().0);
         let database = match ping {
             Ok(Ok(())) => DependencyHealth {
                 up: true,
+                breaker,
                 latency_ms,
                 error: None,
             },
             Ok(Err(e)) => DependencyHealth {
                 up: false,
+                breaker,
                 latency_ms,
                 error: Some(e.to_string()),
             },
             Err(_) => DependencyHealth {
                 up: false,
+                breaker,
                 latency_ms,
                 error: Some(format!(
                     "the database did not answer within {} ms",
@@ -100,6 +112,10 @@ impl Operations for Stockpile {
 
     fn cache_metrics(&self) -> Arc<CacheMetrics> {
         Arc::clone(self.cache_aside.metrics())
+    }
+
+    fn database_breaker(&self) -> (BreakerState, u64) {
+        self.cache_aside.database_breaker()
     }
 }
 

@@ -86,9 +86,10 @@ impl StockReads for Stockpile {
         self.cache_aside
             .read(KeyFamily::Detail, detail_key(&ticker), move || {
                 async move {
-                    let detail = repository.detail(&ticker).await?.ok_or_else(|| {
-                        AppError::NotFound(format!("no stock has the ticker {ticker}"))
-                    })?;
+                    let detail = repository
+                        .detail(&ticker)
+                        .await?
+                        .ok_or_else(|| AppError::unknown_ticker(&ticker))?;
                     json_body(&StockDetail::from(&detail))
                 }
                 .boxed()

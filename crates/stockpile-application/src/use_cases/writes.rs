@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use stockpile_domain::{PriceBar, StockProfile, Ticker};
+use stockpile_domain::{PriceBar, StockProfile, Ticker, MAX_BARS_PER_UPLOAD};
 
 #[cfg(doc)]
 use crate::cache_aside::CacheAside;
@@ -47,7 +47,7 @@ impl StockWrites for Stockpile {
             .repository
             .detail(&ticker)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no stock has the ticker {ticker}")))?;
+            .ok_or_else(|| AppError::unknown_ticker(&ticker))?;
         Ok((
             outcome == UpsertOutcome::Created,
             StockDetail::from(&detail),
@@ -76,9 +76,6 @@ impl StockWrites for Stockpile {
         Ok(())
     }
 }
-
-/// The most bars one upload may carry.
-const MAX_BARS_PER_UPLOAD: usize = 10_000;
 
 /// Checks what no single bar can check alone: the count, one bar per date, no future date.
 fn check_batch(bars: &[PriceBar]) -> Result<(), AppError> {

@@ -11,29 +11,31 @@
 //! Every adapter confines itself to its key prefix; patterns are matched by [`glob`] exactly
 //! as Redis matches them, so memory and Redis remove the same keys.
 
-mod fallback;
+mod failover;
 pub mod glob;
+mod invalidation;
 mod memory;
 mod null;
 mod redis;
+mod tiered;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use stockpile_application::ports::Cache;
 
-pub use self::fallback::FallbackCache;
+pub use self::failover::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
-pub use self::redis::{redact_url, RedisCache, RedisSettings};
+pub use self::redis::{RedisCache, RedisSettings};
+pub use crate::redaction::redact_url;
 
 /// The longest lifetime any adapter stores: longer ones would overflow `Instant` arithmetic
 /// or Redis's expiry, and a century is "for ever" to a cache.
 const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Which cache serves (`CACHE_BACKEND`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheBackendKind {
     /// Redis when it answers, memory while it does not.
@@ -46,36 +48,6 @@ pub enum CacheBackendKind {
     Memory,
     /// No caching; Redis is never contacted.
     None,
-}
-
-impl CacheBackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Redis => "redis",
-            Self::Memory => "memory",
-            Self::None => "none",
-        }
-    }
-}
-
-/// A `CACHE_BACKEND` value other than `auto`, `redis`, `memory` or `none`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("CACHE_BACKEND must be one of auto, redis, memory or none, not {0:?}")]
-pub struct UnknownCacheBackend(String);
-
-impl FromStr for CacheBackendKind {
-    type Err = UnknownCacheBackend;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "redis" => Ok(Self::Redis),
-            "memory" => Ok(Self::Memory),
-            "none" => Ok(Self::None),
-            other => Err(UnknownCacheBackend(other.to_owned())),
-        }
-    }
 }
 
 /// The cache's section of the settings. `Debug` redacts the Redis password.

@@ -42,11 +42,9 @@ fn chromium_available() -> bool {
     if Path::new(CHROMIUM).exists() {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{CHROMIUM} is required under CI=true (apt-get install chromium; .ci/run installs it)"
-    );
-    eprintln!("\n*** SKIPPED: chromium not installed (apt-get install chromium) ***\n");
+    stockpile_test_support::skip_or_fail(&format!(
+        "{CHROMIUM} not installed (apt-get install chromium; .ci/run installs it)"
+    ));
     false
 }
 

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use stockpile::settings::{CacheBackendSetting, ConnectionUrl};
+use stockpile::settings::{CacheBackendKind, ConnectionUrl};
+use stockpile_test_support::{FaultProxy, RedisServer};
 
-use crate::fault_proxy::FaultProxy;
-use crate::redis_server::RedisServer;
 use crate::support::{shared_redis_settings, test_settings, TestApp, TestDatabase};
 
 const PATHS: &[&str] = &[
@@ -43,10 +42,10 @@ async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale
     };
     let database = TestDatabase::sqlite();
     let mut settings = test_settings(&database);
-    settings.cache_backend = CacheBackendSetting::Auto;
-    settings.redis_url = Some(serde_json::from_value::<ConnectionUrl>(redis.url().into()).unwrap());
-    settings.cache_key_prefix = format!("e2e-{}:", uuid::Uuid::new_v4().simple());
-    settings.redis_command_timeout_ms = OUTAGE_COMMAND_TIMEOUT_MS;
+    settings.cache.backend = CacheBackendKind::Auto;
+    settings.redis.url = Some(serde_json::from_value::<ConnectionUrl>(redis.url().into()).unwrap());
+    settings.cache.key_prefix = format!("e2e-{}:", uuid::Uuid::new_v4().simple());
+    settings.redis.command_timeout_ms = OUTAGE_COMMAND_TIMEOUT_MS;
     let app = TestApp::spawn_with(settings, database, 12, 40).await;
 
     let status = app.json("/api/cache/status").await;
@@ -67,7 +66,7 @@ async fn stopping_redis_under_load_fails_no_request_and_recovery_serves_no_stale
     // once, so no answer should take much more than the command timeout.
     let kill = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        redis.kill();
+        redis.kill().await;
     };
     let bound = Duration::from_millis(OUTAGE_COMMAND_TIMEOUT_MS + 750);
     tokio::join!(load_within(&app, 3, bound, "stopped"), kill);
@@ -202,15 +201,15 @@ async fn a_slow_then_black_holed_redis_under_load_costs_at_most_a_timeout_and_re
     let database = TestDatabase::sqlite();
     let prefix = format!("e2e-fault-{}:", uuid::Uuid::new_v4().simple());
     let mut settings = shared_redis_settings(&database, &prefix);
-    settings.redis_url = Some(
+    settings.redis.url = Some(
         serde_json::from_value::<ConnectionUrl>(format!("redis://{}/0", proxy.addr()).into())
             .unwrap(),
     );
     // Generous for a debug build sharing 2 cores with 32 clients, so that only the black hole,
     // not a command waiting for CPU, switches to memory; short enough to bound every answer.
     let command_timeout = Duration::from_millis(250);
-    settings.redis_command_timeout_ms = command_timeout.as_millis() as u64;
-    settings.cache_local_ttl = 1;
+    settings.redis.command_timeout_ms = command_timeout.as_millis() as u64;
+    settings.cache.local_ttl = 1;
     let app = TestApp::spawn_with(settings, database, 12, 40).await;
     if !crate::support::all_on_redis_or_skip(&[&app]).await {
         return;

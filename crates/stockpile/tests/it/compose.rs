@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::Serialized;
 use figment::value::{Dict, Value};
-use figment::Figment;
-use stockpile::settings::{AppEnv, CacheBackendSetting, Settings};
+use stockpile::settings::{AppEnv, CacheBackendKind, FlatSettings, Settings, Variable};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// What an operator exports before `docker compose up`: a token of production length, with
@@ -95,14 +94,7 @@ fn app_environment(vars: &BTreeMap<&str, &str>) -> Result<BTreeMap<String, Strin
 
 /// The variables of the settings, upper case as in the environment.
 fn setting_variables() -> Vec<String> {
-    let defaults = serde_json::to_value(Settings::default()).unwrap_or_else(|e| panic!("{e}"));
-    let settings = defaults
-        .as_object()
-        .unwrap_or_else(|| panic!("the settings serialise to an object"));
-    settings
-        .keys()
-        .map(|key| key.to_ascii_uppercase())
-        .collect()
+    Settings::variables().iter().map(Variable::name).collect()
 }
 
 #[test]
@@ -199,8 +191,8 @@ fn the_app_will_not_start_without_an_admin_token() {
 fn the_app_settings_pass_the_production_checks() {
     let vars = BTreeMap::from([("ADMIN_TOKEN", ADMIN_TOKEN)]);
     let environment = app_environment(&vars).unwrap_or_else(|e| panic!("{e}"));
-    // As the binary's environment provider does: its variables only, lower-case keys, values
-    // parsed by figment.
+    // As the binary's environment provider does: its variables only, lower-case keys moved
+    // into their sections, values parsed by figment.
     let settings = setting_variables();
     let provided: Dict = environment
         .iter()
@@ -211,23 +203,22 @@ fn the_app_settings_pass_the_production_checks() {
         })
         .collect();
     let settings = Settings::from_figment(
-        Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Serialized::defaults(provided)),
+        Settings::defaults().merge(FlatSettings::new(Serialized::defaults(provided))),
     )
     .unwrap_or_else(|e| panic!("the compose settings are refused: {e}"));
     assert_eq!(settings.app_env, AppEnv::Production);
-    assert_eq!(settings.cache_backend, CacheBackendSetting::Redis);
-    assert!(settings.database_url.expose().starts_with("postgres://"));
-    assert!(settings.database_url.expose().contains("@postgres:5432/"));
+    assert_eq!(settings.cache.backend, CacheBackendKind::Redis);
+    assert!(settings.database.url.expose().starts_with("postgres://"));
+    assert!(settings.database.url.expose().contains("@postgres:5432/"));
     assert_eq!(
-        settings.redis_url.as_ref().map(|u| u.expose()),
+        settings.redis.url.as_ref().map(|u| u.expose()),
         Some("redis://redis:6379/0")
     );
     assert_eq!(
-        settings.admin_token.as_ref().map(|t| t.expose()),
+        settings.admin.token.as_ref().map(|t| t.expose()),
         Some(ADMIN_TOKEN)
     );
-    assert_eq!(settings.bind_addr, "0.0.0.0:8080");
+    assert_eq!(settings.http.bind_addr, "0.0.0.0:8080");
 }
 
 #[test]

@@ -222,12 +222,6 @@ fn stockpile(scratch: &Scratch, port: u16) -> tokio::process::Command {
     command
 }
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
-}
-
 /// A scratch directory whose database (`database`, else a SQLite file in it) `stockpile seed`
 /// filled with two stocks and five days, so that the server does not seed the whole universe
 /// on its first start.
@@ -260,20 +254,17 @@ async fn seeded_scratch(purpose: &str, database: Option<TestDatabase>) -> Scratc
 
 /// `stockpile serve` over the scratch database, once `/health` answers.
 async fn serve(scratch: &Scratch) -> (tokio::process::Child, String) {
-    let port = spare_port();
+    let port = stockpile_test_support::spare_port();
     let child = stockpile(scratch, port)
         .arg("serve")
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start stockpile serve: {e}"));
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "stockpile serve did not answer within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let up = stockpile_test_support::wait_until(Duration::from_secs(10), || async {
+        reqwest::get(format!("{base}/health")).await.is_ok()
+    })
+    .await;
+    assert!(up, "stockpile serve did not answer within 10 s");
     (child, base)
 }
 

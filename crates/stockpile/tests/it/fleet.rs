@@ -13,7 +13,7 @@ fn instance_settings(database: &TestDatabase, prefix: &str) -> Settings {
     // wait past the default 100 ms for a thread rather than for Redis; a timed-out command
     // switches its instance to memory, whose lease is always granted. That is the fallback
     // at work, not what this test measures.
-    settings.redis_command_timeout_ms = 1000;
+    settings.redis.command_timeout_ms = 1000;
     settings
 }
 

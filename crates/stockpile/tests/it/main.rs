@@ -4,8 +4,6 @@
 // Helpers of this test binary may unwrap too: a panic anywhere here is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod fault_proxy;
-mod redis_server;
 mod support;
 
 mod backends;
@@ -19,5 +17,6 @@ mod quotes;
 mod reads;
 mod schemathesis;
 mod secrets;
+mod settings;
 mod two_instances;
 mod writes;

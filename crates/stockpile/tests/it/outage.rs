@@ -4,8 +4,30 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fault_proxy::FaultProxy;
+use stockpile_test_support::FaultProxy;
+
 use crate::support::{test_settings, TestApp, TestDatabase};
+
+/// A server over `database` reached through a proxy, with two connections, the test's TTL and
+/// three seeded stocks, and the paths of their details.
+async fn served_through_a_proxy(database: TestDatabase) -> (TestApp, FaultProxy, [String; 3]) {
+    let mut settings = test_settings(&database);
+    let (proxy, proxied_url) =
+        FaultProxy::in_front_of_database(settings.database.url.expose()).await;
+    settings.database.url = serde_json::from_value(proxied_url.into()).unwrap();
+    settings.database.max_connections = 2;
+    settings.cache.ttl_default = TTL_SECONDS;
+    let app = TestApp::spawn_with(settings, database, 3, 30).await;
+    let list = app.json("/api/stocks").await;
+    let detail = |i: usize| {
+        format!(
+            "/api/stocks/{}",
+            list["items"][i]["ticker"].as_str().unwrap()
+        )
+    };
+    let details = [detail(0), detail(1), detail(2)];
+    (app, proxy, details)
+}
 
 /// The longest a request may take while the database is down. The pool waits out its acquire
 /// timeout (`DatabaseOptions::acquire_timeout`, 3 s) for a connection before it gives up.
@@ -17,6 +39,35 @@ const READINESS_BOUND: Duration = Duration::from_millis(1_500);
 /// `CACHE_TTL_DEFAULT` in this test: 2 s (±10 % jitter) leaves a read warmed just before the
 /// cut well inside its TTL on a slow machine, and still expires an entry quickly.
 const TTL_SECONDS: u64 = 2;
+
+/// How long a cold read may take once the database is known to be failing.
+const REFUSAL_BOUND: Duration = Duration::from_secs(1);
+
+/// `CACHE_SOFT_TIMEOUT_MS` in these tests (the default), and what a STALE answer may take
+/// beyond it on a busy machine.
+const SOFT_TIMEOUT: Duration = Duration::from_millis(250);
+const SOFT_TIMEOUT_MARGIN: Duration = Duration::from_millis(750);
+
+async fn assert_refused_at_once(app: &TestApp, cold: &str) {
+    let (refused, took) = timed(app, cold).await;
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let status = refused.status();
+    let body = refused.text().await.unwrap();
+    assert_eq!(status, 503, "{cold} while the database fails: {body}");
+    assert!(retry_after.is_some(), "no Retry-After on {body}");
+    assert!(
+        took < REFUSAL_BOUND,
+        "{cold} took {took:?} after the first failure"
+    );
+    eprintln!("outage: a cold read refused in {took:?}");
+}
+
+/// After the refusals: readiness reports the open breaker (its own ping takes up to 900 ms,
+/// and a trial load may follow a second after the first failure, so it comes last).
+async fn assert_readiness_reports_the_open_circuit(app: &TestApp) {
+    let readiness: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(readiness["database"]["circuit"], "open", "{readiness}");
+}
 
 async fn timed(app: &TestApp, path: &str) -> (reqwest::Response, Duration) {
     let started = Instant::now();
@@ -38,20 +89,7 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
     let Some(database) = TestDatabase::postgres().await else {
         return;
     };
-    let mut settings = test_settings(&database);
-    let (proxy, proxied_url) = FaultProxy::in_front_of_database(&settings.database_url).await;
-    settings.database_url = proxied_url;
-    settings.database_max_connections = 2;
-    settings.cache_ttl_default = TTL_SECONDS;
-    let app = TestApp::spawn_with(settings, database, 3, 30).await;
-    let list = app.json("/api/stocks").await;
-    let detail = |i: usize| {
-        format!(
-            "/api/stocks/{}",
-            list["items"][i]["ticker"].as_str().unwrap()
-        )
-    };
-    let (expired, fresh, uncached) = (detail(0), detail(1), detail(2));
+    let (app, proxy, [expired, fresh, uncached]) = served_through_a_proxy(database).await;
 
     let first = app.get(&expired).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
@@ -128,6 +166,10 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
     let problem: serde_json::Value = failed.json().await.unwrap();
     assert_eq!(problem["status"], 503, "{problem}");
 
+    // The database is known to be failing now: a cold read is refused at once.
+    assert_refused_at_once(&app, "/api/stocks/ZZZZ").await;
+    assert_readiness_reports_the_open_circuit(&app).await;
+
     proxy.restore().await;
     let restored = Instant::now();
     loop {
@@ -157,4 +199,63 @@ async fn a_database_outage_serves_hits_and_stale_entries_fails_fast_and_recovers
         404,
         "the write that failed during the outage left a stock behind"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_database_answers_stale_within_the_soft_timeout_and_refuses_cold_reads_fast()
+{
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let Some(database) = TestDatabase::postgres().await else {
+        return;
+    };
+    let (app, proxy, [expired, cold, _]) = served_through_a_proxy(database).await;
+    let first = app.get(&expired).await;
+    assert_eq!(header(&first, "x-cache"), "MISS");
+    let expired_body = first.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(TTL_SECONDS * 1_100 + 200)).await;
+
+    // Connections are accepted and nothing is answered.
+    proxy.swallow();
+
+    let (stale, took) = timed(&app, &expired).await;
+    assert_eq!(
+        (stale.status().as_u16(), header(&stale, "x-cache")),
+        (200, "STALE")
+    );
+    assert!(
+        took >= SOFT_TIMEOUT && took < SOFT_TIMEOUT + SOFT_TIMEOUT_MARGIN,
+        "STALE took {took:?}, the soft timeout is {SOFT_TIMEOUT:?}"
+    );
+    assert_eq!(stale.bytes().await.unwrap(), expired_body);
+    eprintln!("black hole: STALE answered in {took:?}");
+
+    // The first cold read waits for the pool, fails, and opens the breaker; the next ones are
+    // refused at once.
+    let (failed, took) = timed(&app, &cold).await;
+    assert_eq!(failed.status(), 503);
+    assert!(took < OUTAGE_ANSWER_BOUND, "the first 503 took {took:?}");
+    assert_refused_at_once(&app, &cold).await;
+    assert_refused_at_once(&app, "/api/stocks/ZZZZ").await;
+    assert_readiness_reports_the_open_circuit(&app).await;
+
+    proxy.pass();
+    let restored = Instant::now();
+    loop {
+        let response = app.get(&cold).await;
+        if response.status() == 200 {
+            assert_eq!(header(&response, "x-cache"), "MISS");
+            break;
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(5),
+            "cold reads still fail 5 s after the database answers again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "black hole: cold reads answered again {:?} after the database did",
+        restored.elapsed()
+    );
+    let ready = app.json("/health/ready").await;
+    assert_eq!(ready["database"]["circuit"], "closed", "{ready}");
 }

@@ -10,12 +10,6 @@ const TOKEN: &str = "tok-3f9a1c7e5b2d4f608a1b3c5d7e9f0a2b";
 const DATABASE_PASSWORD: &str = "pg-pass-7d1e9c";
 const REDIS_PASSWORD: &str = "redis-pass-4b8f2a";
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
-}
-
 fn stockpile() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockpile"));
     command
@@ -44,6 +38,61 @@ fn assert_no_secret(output: &str) {
     }
 }
 
+/// Everything a finished process wrote.
+fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `stockpile serve` on a fresh SQLite file, answering.
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    database: std::path::PathBuf,
+}
+
+impl Server {
+    async fn start(mut command: tokio::process::Command) -> Self {
+        let database =
+            std::env::temp_dir().join(format!("stockpile-secrets-{}.db", uuid::Uuid::new_v4()));
+        let port = stockpile_test_support::spare_port();
+        let child = command
+            .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", database.display()),
+            )
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let up = stockpile_test_support::wait_until(Duration::from_secs(10), || async {
+            client.get(format!("{base}/health")).send().await.is_ok()
+        })
+        .await;
+        assert!(up, "the server did not start");
+        Self {
+            child,
+            base,
+            database,
+        }
+    }
+
+    /// Stops the server, removes its database and returns what it wrote.
+    async fn stop(mut self) -> String {
+        self.child.start_kill().unwrap();
+        let output = self.child.wait_with_output().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.database.display()));
+        }
+        printed(&output)
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_reported_without_its_password() {
     let output = stockpile()
@@ -57,11 +106,7 @@ async fn an_unreachable_database_is_reported_without_its_password() {
         .await
         .unwrap();
     assert!(!output.status.success());
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let printed = printed(&output);
     assert!(
         printed.contains("database"),
         "the failure should name the database:\n{printed}"
@@ -71,29 +116,9 @@ async fn an_unreachable_database_is_reported_without_its_password() {
 
 #[tokio::test]
 async fn serving_admin_requests_and_a_cache_outage_logs_no_secret() {
-    let database =
-        std::env::temp_dir().join(format!("stockpile-secrets-{}.db", uuid::Uuid::new_v4()));
-    let port = spare_port();
-    let mut server = stockpile()
-        .arg("serve")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", database.display()),
-        )
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::start(stockpile()).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/health")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not start");
     let profile = json!({"name": "Secret Corp", "exchange": "NYSE", "sector": "Energy"});
     let created = client
         .put(format!("{base}/api/stocks/SCRT"))
@@ -135,13 +160,7 @@ async fn serving_admin_requests_and_a_cache_outage_logs_no_secret() {
         200
     );
 
-    server.start_kill().unwrap();
-    let output = server.wait_with_output().await.unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let printed = server.stop().await;
     // The logs were really written: the requests and the Redis trouble are in them.
     assert!(
         printed.contains("/api/stocks/{ticker}"),
@@ -152,7 +171,81 @@ async fn serving_admin_requests_and_a_cache_outage_logs_no_secret() {
         "no Redis log lines:\n{printed}"
     );
     assert_no_secret(&printed);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+}
+
+/// Every way a password can be written into `DATABASE_URL`.
+fn database_urls() -> Vec<String> {
+    let p = DATABASE_PASSWORD;
+    vec![
+        format!("postgres://stockpile:{p}@127.0.0.1:1/stockpile"),
+        format!("postgres://stockpile@127.0.0.1:1/stockpile?password={p}"),
+        format!("postgresql://127.0.0.1:1/stockpile?user=stockpile&PASSWORD={p}"),
+        format!("postgres://stockpile:one@127.0.0.1:1/stockpile?sslmode=disable&Password={p}"),
+        format!("postgres://{p}@127.0.0.1:1/stockpile"),
+        format!("postgres://stockpile:a%40{p}@127.0.0.1:1/stockpile"),
+    ]
+}
+
+/// Every way a password can be written into `REDIS_URL`, one of them not a valid URL.
+fn redis_urls() -> Vec<String> {
+    let p = REDIS_PASSWORD;
+    vec![
+        format!("redis://:{p}@127.0.0.1:1/0"),
+        format!("redis://app:{p}@127.0.0.1:1/0"),
+        format!("redis://127.0.0.1:1/0?password={p}"),
+        format!("redis://{p}@127.0.0.1:1/0"),
+        format!("redis://:{p}@127.0.0.1:not-a-port/0"),
+    ]
+}
+
+#[test]
+fn no_form_of_password_reaches_a_debug_output() {
+    for url in database_urls().into_iter().chain(redis_urls()) {
+        let typed: stockpile::settings::ConnectionUrl = serde_json::from_value(json!(url)).unwrap();
+        assert_no_secret(&format!("{typed:?}"));
+        assert_no_secret(&typed.redacted());
+        let redis = stockpile_infrastructure::RedisSettings {
+            url: url.clone(),
+            ..stockpile_infrastructure::RedisSettings::default()
+        };
+        assert_no_secret(&format!("{redis:?}"));
+    }
+}
+
+#[tokio::test]
+async fn no_form_of_password_in_the_database_url_is_printed() {
+    for url in database_urls() {
+        let output = stockpile()
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("DATABASE_ACQUIRE_TIMEOUT_MS", "300")
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{url} should fail");
+        assert_no_secret(&printed(&output));
+    }
+}
+
+#[tokio::test]
+async fn no_form_of_password_in_the_redis_url_is_printed_or_answered() {
+    let client = reqwest::Client::new();
+    for url in redis_urls() {
+        let mut command = stockpile();
+        command.env("REDIS_URL", &url);
+        let server = Server::start(command).await;
+        let base = &server.base;
+        for path in ["/health/ready", "/api/cache/status", "/api/stocks/NONE"] {
+            let body = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_no_secret(&body);
+        }
+        assert_no_secret(&server.stop().await);
     }
 }

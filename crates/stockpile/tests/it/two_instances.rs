@@ -9,7 +9,7 @@ use crate::support::{shared_redis_settings, TestApp, TestDatabase};
 
 fn instance_settings(database: &TestDatabase, prefix: &str) -> Settings {
     let mut settings = shared_redis_settings(database, prefix);
-    settings.cache_local_ttl = 300;
+    settings.cache.local_ttl = 300;
     settings
 }
 

@@ -1,8 +1,10 @@
 //! Batch reads: many keys in one round trip.
 //!
-//! `MGET` on one server. (On a Redis Cluster the keys of a batch span slots, and the client
-//! has to split the batch per slot; whichever of this and the cluster topology lands second
-//! does that split.)
+//! A pipeline of single-key commands rather than one `MGET`: on a Redis Cluster the keys of a
+//! batch span slots, and `MGET` across slots fails (`CROSSSLOT`), while each command of a
+//! pipeline names one key only. Whether the pipeline itself is split per node is the cluster
+//! connection's business ([`super::topology`]); should it not route a pipeline per key, this
+//! is where a Cluster must split the batch by slot.
 
 use std::time::Duration;
 
@@ -10,10 +12,10 @@ use bb8_redis::redis::{self, Value};
 use bytes::Bytes;
 use stockpile_application::ports::CacheError;
 
-use super::RedisCache;
+use super::{with_left, RedisCache};
 
 impl RedisCache {
-    /// The values of `keys`, in their order, with one `MGET`.
+    /// The values of `keys`, in their order, with one pipelined `GET` per key.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time.
@@ -21,17 +23,17 @@ impl RedisCache {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut mget = redis::cmd("MGET");
+        let mut pipeline = redis::pipe();
         for key in keys {
-            mget.arg(self.full_key(key));
+            pipeline.cmd("GET").arg(self.full_key(key));
         }
-        let values: Vec<Option<Vec<u8>>> = self.run(&mget).await?;
+        let values: Vec<Option<Vec<u8>>> = self.connections.run(&pipeline).await?;
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 
     /// The values of `keys` and how long each has left (`None`: no expiry), in one round
-    /// trip: `MGET` and a `PTTL` per key, pipelined. A key gone between the two, or expiring
-    /// now, is absent.
+    /// trip: `GET` and `PTTL` per key, pipelined; read as [`RedisCache::get_with_ttl`] reads
+    /// one key's.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time or answers otherwise.
@@ -43,35 +45,29 @@ impl RedisCache {
             return Ok(Vec::new());
         }
         let mut pipeline = redis::pipe();
-        let full_keys: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-        pipeline.cmd("MGET").arg(&full_keys);
-        for key in &full_keys {
-            pipeline.cmd("PTTL").arg(key);
+        for key in keys {
+            let full_key = self.full_key(key);
+            pipeline
+                .cmd("GET")
+                .arg(&full_key)
+                .cmd("PTTL")
+                .arg(&full_key);
         }
-        let replies: Vec<Value> = self.run(&pipeline).await?;
-        let malformed = || self.unavailable("malformed answer to MGET and PTTL");
-        let mut replies = replies.into_iter();
-        let values: Vec<Option<Vec<u8>>> = replies
-            .next()
-            .and_then(|v| redis::from_redis_value(v).ok())
-            .ok_or_else(malformed)?;
-        let ttls: Vec<i64> = replies
-            .map(|v| redis::from_redis_value(v).map_err(|_| malformed()))
-            .collect::<Result<_, _>>()?;
-        if values.len() != keys.len() || ttls.len() != keys.len() {
+        let replies: Vec<Value> = self.connections.run(&pipeline).await?;
+        let malformed = || {
+            self.connections
+                .unavailable("malformed answer to GET and PTTL")
+        };
+        if replies.len() != 2 * keys.len() {
             return Err(malformed());
         }
-        Ok(values
-            .into_iter()
-            .zip(ttls)
-            .map(|(value, pttl)| {
-                let left = match pttl {
-                    -1 => None,
-                    millis if millis <= 0 => return None,
-                    millis => Some(Duration::from_millis(millis.unsigned_abs())),
-                };
-                Some((Bytes::from(value?), left))
-            })
-            .collect())
+        let mut replies = replies.into_iter();
+        let mut found = Vec::with_capacity(keys.len());
+        while let (Some(value), Some(pttl)) = (replies.next(), replies.next()) {
+            let value: Option<Vec<u8>> = redis::from_redis_value(value).map_err(|_| malformed())?;
+            let pttl: i64 = redis::from_redis_value(pttl).map_err(|_| malformed())?;
+            found.push(with_left((value, pttl)));
+        }
+        Ok(found)
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
-use super::support::{connect, settings, BlackHole, RedisServer};
+use super::support::{connect, settings, text, FaultProxy, RedisServer};
 
 /// Generous against the 100 ms command timeout, for a loaded machine; a cache that waited
 /// for a dead Redis (seconds, with the driver's defaults) still fails it.
@@ -49,14 +49,6 @@ async fn promptly<T>(what: &str, operation: impl std::future::Future<Output = T>
         started.elapsed()
     );
     result
-}
-
-async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
-    cache
-        .get(key)
-        .await
-        .expect("the fallback always answers")
-        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 #[tokio::test]
@@ -175,7 +167,7 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
 
 #[tokio::test]
 async fn a_black_holed_redis_costs_one_timeout_per_operation_and_switches_to_memory() {
-    let hole = BlackHole::start().await;
+    let hole = FaultProxy::black_hole().await;
     let redis = RedisCache::new(&settings(&hole.url(), PREFIX));
     let hour = Duration::from_secs(3600);
     let unavailable = |result: Result<(), CacheError>| matches!(result, Err(CacheError::Unavailable(why)) if !why.contains(&hole.url()));
@@ -213,13 +205,7 @@ async fn a_redis_that_stops_answering_mid_way_switches_to_memory_and_back() {
     let Some(server) = RedisServer::start().await else {
         return;
     };
-    let upstream = server
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("a port in the URL");
-    let proxy = BlackHole::proxy_to(upstream).await;
+    let proxy = FaultProxy::in_front_of(&format!("127.0.0.1:{}", server.port())).await;
     let cache = fallback_on(&proxy.url()).await;
     assert_eq!(
         backend(&cache).await,
@@ -280,7 +266,7 @@ async fn a_redis_that_stops_answering_mid_way_switches_to_memory_and_back() {
 
 #[tokio::test]
 async fn the_probe_stops_when_the_cache_is_dropped() {
-    let hole = BlackHole::start().await;
+    let hole = FaultProxy::black_hole().await;
     let cache = fallback_on(&hole.url()).await;
     drop(cache);
     // Let any connection attempt under way when it was dropped reach the listener first.

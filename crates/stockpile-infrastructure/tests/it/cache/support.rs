@@ -1,34 +1,21 @@
-//! Helpers: a real Redis to test against (or a loud skip), servers the tests own, a TCP
-//! black hole that can also stand between the cache and a real Redis, and a MONITOR tap.
+//! Helpers: a corner of the shared Redis to test against (or a loud skip) and a MONITOR tap.
+//! Servers the tests own, the black hole and the fault proxy come from stockpile-test-support.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use futures::StreamExt;
+use stockpile_application::ports::Cache;
 use stockpile_infrastructure::cache::glob::escape;
 use stockpile_infrastructure::cache::redact_url;
 use stockpile_infrastructure::{RedisCache, RedisSettings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+pub use stockpile_test_support::{skip_or_fail, FaultProxy, RedisServer};
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A test that needs something it does not have fails on CI and says so loudly elsewhere.
-pub fn skip_or_fail(why: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{why}, and CI=true: the cache tests need it"
-    );
-    // Written to the stream itself rather than with `eprintln!`, which the test harness
-    // captures and hides for a passing test.
-    let _ = writeln!(std::io::stderr(), "\n********\nSKIPPED: {why}\n********\n");
 }
 
 /// Settings as the service has them by default, but for `url` and `prefix`.
@@ -38,6 +25,15 @@ pub fn settings(url: &str, prefix: &str) -> RedisSettings {
         key_prefix: prefix.to_owned(),
         ..RedisSettings::default()
     }
+}
+
+/// What a fallback (or tiered) cache serves under `key`, as text; it always answers.
+pub async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
+    cache
+        .get(key)
+        .await
+        .expect("the fallback cache always answers")
+        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 pub async fn connect(url: &str) -> Option<MultiplexedConnection> {
@@ -171,6 +167,7 @@ pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String
 
 /// Records every command Redis receives while it runs (`MONITOR`).
 pub struct Monitor {
+    url: String,
     seen: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
@@ -187,12 +184,37 @@ impl Monitor {
                 sink.lock().expect("not poisoned").push(line);
             }
         });
-        Self { seen, task }
+        Self {
+            url: url.to_owned(),
+            seen,
+            task,
+        }
     }
 
-    /// The names of the commands seen, upper case; waits a little for the last to arrive.
+    /// The names of the commands seen, upper case, once every command sent before this call
+    /// has arrived: Redis reports them in the order it ran them, so that is when a marker sent
+    /// now comes back.
     pub async fn stop(self) -> Vec<(String, String)> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let marker = format!("monitor-marker-{}", uuid::Uuid::new_v4());
+        let mut conn = connect(&self.url)
+            .await
+            .expect("the monitored Redis answers");
+        redis::cmd("ECHO")
+            .arg(&marker)
+            .query_async::<String>(&mut conn)
+            .await
+            .expect("ECHO");
+        let seen_marker = stockpile_test_support::wait_until(Duration::from_secs(5), || {
+            let found = self
+                .seen
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .any(|line| line.contains(&marker));
+            std::future::ready(found)
+        })
+        .await;
+        assert!(seen_marker, "MONITOR never reported the marker {marker}");
         self.task.abort();
         let seen = self.seen.lock().expect("not poisoned");
         seen.iter()
@@ -203,216 +225,5 @@ impl Monitor {
                 Some((name.to_ascii_uppercase(), line.clone()))
             })
             .collect()
-    }
-}
-
-/// A port nothing listens on right now.
-pub fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A `redis-server` the test owns, on a port of its own, killed when dropped.
-pub struct RedisServer {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts one, or returns `None` after a loud skip when `redis-server` is not installed.
-    pub async fn start() -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("stockpile-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let mut server = Self {
-            port: spare_port(),
-            dir,
-            child: None,
-        };
-        if server.restart().await {
-            Some(server)
-        } else {
-            skip_or_fail("redis-server is not installed or did not start");
-            None
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (again) on the same port, loading what `SAVE` last wrote; true once it answers.
-    pub async fn restart(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let Ok(child) = spawned else {
-            return false;
-        };
-        self.child = Some(child);
-        for _ in 0..50 {
-            if connect(&self.url()).await.is_some() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    }
-
-    /// Kills it at once, as a crash would.
-    pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("kill redis-server");
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A TCP listener that accepts connections and never answers, or a proxy to a real server
-/// that can be switched into such a black hole and back. A black-holed proxy stalls, as a
-/// network partition does: bytes wait, and flow on in order when it passes traffic again.
-pub struct BlackHole {
-    port: u16,
-    swallowing: Arc<AtomicBool>,
-    connections: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl BlackHole {
-    /// A listener that never answers.
-    pub async fn start() -> Self {
-        Self::listen(None).await
-    }
-
-    /// A proxy to `upstream_port`, passing traffic until [`Self::swallow`] is called.
-    pub async fn proxy_to(upstream_port: u16) -> Self {
-        let hole = Self::listen(Some(upstream_port)).await;
-        hole.pass();
-        hole
-    }
-
-    async fn listen(upstream: Option<u16>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-        let port = listener.local_addr().expect("bound").port();
-        let swallowing = Arc::new(AtomicBool::new(true));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let (flag, count) = (Arc::clone(&swallowing), Arc::clone(&connections));
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((client, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                match upstream {
-                    Some(upstream) => held.push(AbortOnDrop(tokio::spawn(relay(
-                        client,
-                        upstream,
-                        Arc::clone(&flag),
-                    )))),
-                    // Kept open and never read: the other side waits for ever.
-                    None => held.push(AbortOnDrop(tokio::spawn(async move {
-                        let _client = client;
-                        std::future::pending::<()>().await;
-                    }))),
-                }
-            }
-        });
-        Self {
-            port,
-            swallowing,
-            connections,
-            task,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// How many connections it has accepted.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// From now on, bytes in either direction stall, and new connections hang.
-    pub fn swallow(&self) {
-        self.swallowing.store(true, Ordering::SeqCst);
-    }
-
-    /// From now on, traffic passes again.
-    pub fn pass(&self) {
-        self.swallowing.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        // Aborting the accept loop drops the tasks it holds, and with them every connection.
-        self.task.abort();
-    }
-}
-
-/// Copies bytes between a client and the upstream, stalling while `swallowing`.
-async fn relay(client: TcpStream, upstream: u16, swallowing: Arc<AtomicBool>) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-        return;
-    };
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let up = tokio::spawn(pump(client_read, server_write, Arc::clone(&swallowing)));
-    let down = tokio::spawn(pump(server_read, client_write, swallowing));
-    // Dropping this task (when the hole is dropped) must end both directions.
-    let _guards = (AbortOnDrop(up), AbortOnDrop(down));
-    std::future::pending::<()>().await;
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    swallowing: Arc<AtomicBool>,
-) {
-    let mut buffer = vec![0; 16 * 1024];
-    loop {
-        stall_while(&swallowing).await;
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        stall_while(&swallowing).await;
-        if to.write_all(&buffer[..read]).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn stall_while(swallowing: &AtomicBool) {
-    while swallowing.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

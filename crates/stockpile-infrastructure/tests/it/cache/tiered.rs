@@ -9,7 +9,7 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
-use super::support::{connect, settings, RedisServer, RedisTest};
+use super::support::{connect, settings, text, RedisServer, RedisTest};
 
 /// How long an invalidation may take to reach the other instance's memory: pub/sub delivery
 /// is well under a millisecond locally; this leaves room for a loaded machine.
@@ -26,14 +26,6 @@ async fn tiered(url: &str, prefix: &str, local_ttl: Duration) -> FallbackCache {
         CacheState::Serving(CacheBackend::Redis)
     );
     cache
-}
-
-async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
-    cache
-        .get(key)
-        .await
-        .expect("the tiered cache always answers")
-        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 async fn raw(url: &str) -> MultiplexedConnection {

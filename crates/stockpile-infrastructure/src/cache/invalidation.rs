@@ -1,0 +1,159 @@
+//! The invalidation messages instances send each other to keep their first tiers coherent:
+//! one type, one encoder, one parser.
+//!
+//! On the wire (the channel `<prefix>__invalidate`) a message is one line of text,
+//! `<origin> key <key>`, `<origin> match <pattern>` or `<origin> clear`, keys and patterns
+//! relative to the prefix. The origin names the sending cache (no spaces), so that it can skip
+//! its own messages; a key or a pattern is the rest of the line and may hold spaces.
+
+use std::fmt;
+
+/// What a write or an operator made stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// One entry.
+    Key(String),
+    /// Every entry matching a Redis glob pattern.
+    Pattern(String),
+    /// Every entry under the prefix.
+    All,
+}
+
+/// An [`Invalidation`] and the cache that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub origin: String,
+    pub invalidation: Invalidation,
+}
+
+/// A payload that is no [`Message`]: of another version, or not ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cache invalidation: {0:?}")]
+pub(crate) struct Garbage(pub String);
+
+impl Message {
+    /// The message as it is published.
+    pub fn encode(&self) -> String {
+        let origin = &self.origin;
+        match &self.invalidation {
+            Invalidation::Key(key) => format!("{origin} key {key}"),
+            Invalidation::Pattern(pattern) => format!("{origin} match {pattern}"),
+            Invalidation::All => format!("{origin} clear"),
+        }
+    }
+
+    /// The message `payload` encodes; anything [`Message::encode`] cannot have written is
+    /// [`Garbage`].
+    ///
+    /// # Errors
+    /// [`Garbage`], with the payload (lossily decoded).
+    pub fn parse(payload: &[u8]) -> Result<Self, Garbage> {
+        let garbage = || Garbage(String::from_utf8_lossy(payload).into_owned());
+        let text = std::str::from_utf8(payload).map_err(|_| garbage())?;
+        let (origin, rest) = text.split_once(' ').ok_or_else(garbage)?;
+        if origin.is_empty() {
+            return Err(garbage());
+        }
+        let invalidation = match rest.split_once(' ') {
+            Some(("key", key)) => Invalidation::Key(key.to_owned()),
+            Some(("match", pattern)) => Invalidation::Pattern(pattern.to_owned()),
+            None if rest == "clear" => Invalidation::All,
+            _ => return Err(garbage()),
+        };
+        Ok(Self {
+            origin: origin.to_owned(),
+            invalidation,
+        })
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn invalidation() -> impl Strategy<Value = Invalidation> {
+        prop_oneof![
+            any::<String>().prop_map(Invalidation::Key),
+            any::<String>().prop_map(Invalidation::Pattern),
+            Just(Invalidation::All),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_reads_back_as_written(
+            origin in "[^ ]{1,40}",
+            invalidation in invalidation(),
+        ) {
+            let message = Message { origin, invalidation };
+            prop_assert_eq!(Message::parse(message.encode().as_bytes()), Ok(message));
+        }
+
+        #[test]
+        fn a_payload_reads_as_a_message_only_if_it_encodes_one(payload in any::<Vec<u8>>()) {
+            if let Ok(message) = Message::parse(&payload) {
+                prop_assert_eq!(message.encode().into_bytes(), payload);
+            }
+        }
+    }
+
+    #[test]
+    fn the_wire_format_is_the_one_every_instance_speaks() {
+        let message = |invalidation| Message {
+            origin: "1a-2b-0".to_owned(),
+            invalidation,
+        };
+        let cases = [
+            (
+                "1a-2b-0 key stocks:detail:AAPL",
+                Invalidation::Key("stocks:detail:AAPL".into()),
+            ),
+            (
+                "1a-2b-0 key a key with spaces",
+                Invalidation::Key("a key with spaces".into()),
+            ),
+            (
+                "1a-2b-0 match stocks:list:*",
+                Invalidation::Pattern("stocks:list:*".into()),
+            ),
+            ("1a-2b-0 clear", Invalidation::All),
+        ];
+        for (wire, invalidation) in cases {
+            assert_eq!(message(invalidation.clone()).encode(), wire);
+            assert_eq!(Message::parse(wire.as_bytes()), Ok(message(invalidation)));
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_misread() {
+        for payload in [
+            &b""[..],
+            b"origin",
+            b"origin ",
+            b" key k",
+            b"origin key",
+            b"origin match",
+            b"origin clear now",
+            b"origin clear ",
+            b"origin KEY k",
+            b"origin flush",
+            b"origin delete k",
+            b"\xff\xfe key k",
+            b"origin key \xff",
+        ] {
+            assert!(
+                Message::parse(payload).is_err(),
+                "{:?} was read as a message",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+}

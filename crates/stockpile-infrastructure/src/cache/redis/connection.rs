@@ -1,0 +1,335 @@
+//! Connection management: a small pool of multiplexed connections, one connection per worker
+//! thread, and every command bounded in time and retried on a fresh connection when the one it
+//! was sent on turns out to be dead. Which servers the connections reach is the
+//! [`Topology`]'s business.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use bb8_redis::bb8;
+use bb8_redis::redis::aio::PubSub;
+use bb8_redis::redis::{
+    self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisResult,
+};
+use futures::future::BoxFuture;
+use stockpile_application::ports::{CacheError, RedisTopology};
+use tokio::runtime::RuntimeFlavor;
+use tokio::time::error::Elapsed;
+
+use super::settings::RedisSettings;
+use super::topology::{Link, Topology};
+use crate::redaction::UrlSecrets;
+
+/// A command or a pipeline: what [`Connections::run`] sends.
+pub(super) trait Query: Sync {
+    fn query<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        conn: &'a mut Link,
+    ) -> BoxFuture<'a, RedisResult<T>>;
+}
+
+impl Query for Cmd {
+    fn query<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        conn: &'a mut Link,
+    ) -> BoxFuture<'a, RedisResult<T>> {
+        Box::pin(self.query_async(conn))
+    }
+}
+
+impl Query for Pipeline {
+    fn query<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        conn: &'a mut Link,
+    ) -> BoxFuture<'a, RedisResult<T>> {
+        Box::pin(self.query_async(conn))
+    }
+}
+
+/// A pooled connection and whether it failed in a way that makes it useless.
+///
+/// The pool lends a connection only long enough to clone it: a multiplexed connection
+/// pipelines the commands of every clone over one socket, so holding it for a whole round
+/// trip would make concurrent commands queue for the pool instead (and a queue longer than
+/// the pool's wait fails commands that Redis would have answered in time).
+struct Connection {
+    inner: Link,
+    /// Shared with every clone lent out, and set by any of them after an I/O error, a
+    /// dropped connection or a timeout, so that the pool discards the connection the next
+    /// time it is checked out or returned instead of lending it again (a multiplexed
+    /// connection whose socket died fails every later command).
+    broken: Arc<AtomicBool>,
+}
+
+/// A worker thread's connection, or the note that one of its tasks is opening it.
+enum WorkerConnection {
+    Opening,
+    Open(Connection),
+}
+
+/// Opens connections with the cache's own timeouts. `bb8_redis::RedisConnectionManager`
+/// cannot be used as it is: it never reports a connection as broken, and it opens
+/// connections with the client's default timeouts (a second to connect), so a black-holed
+/// Redis would hold pool slots long after the command timeout.
+struct Manager {
+    topology: Topology,
+    config: AsyncConnectionConfig,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Connection, RedisError> {
+        let inner = self.topology.connect(&self.config).await?;
+        Ok(Connection {
+            inner,
+            broken: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
+        redis::cmd("PING").query_async(&mut conn.inner).await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+/// The connections to Redis and the rules every command is sent by.
+pub(super) struct Connections {
+    /// The connection pool, or why there is none: a URL that does not parse is reported by
+    /// every command as unavailability rather than failing startup, like a dead Redis.
+    pool: Result<bb8::Pool<Manager>, String>,
+    /// The topology the pool connects to, kept to open the pub/sub connection of the first
+    /// tier's invalidations (`None` with the pool's error).
+    topology: Option<Topology>,
+    /// One connection per single-threaded runtime's thread (actix-web's workers); see
+    /// [`Connections::worker_connection`].
+    worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
+    /// The longest wait for a new connection.
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    /// How many times a command is retried on a connection that turns out to be dead: once
+    /// per pooled connection, since after a Redis restart every one of them is.
+    pool_size: u32,
+    secrets: UrlSecrets,
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("url", &self.secrets)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connections {
+    /// The connections to the Redis the settings name; none is opened yet.
+    ///
+    /// A URL that does not parse is logged as an error here, and every command then fails
+    /// with [`CacheError::Unavailable`].
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: the pool spawns a task that closes idle connections.
+    pub(super) fn new(settings: &RedisSettings) -> Self {
+        let secrets = UrlSecrets::new(&settings.url);
+        // bb8 refuses a zero connection timeout.
+        let connect_timeout = settings.connect_timeout.max(Duration::from_millis(1));
+        let pool_size = settings.pool_size.max(1);
+        let mut kept_topology = None;
+        let pool = match Topology::from_settings(settings) {
+            Ok(topology) => {
+                kept_topology = Some(topology.clone());
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(settings.command_timeout));
+                Ok(bb8::Pool::builder()
+                    .max_size(pool_size)
+                    .connection_timeout(connect_timeout)
+                    // A refused connection is not retried: retrying within the timeout cannot
+                    // help a dead Redis, and would only add attempts against it.
+                    .retry_connection(false)
+                    // A PING before every command would double each one's round trips; a dead
+                    // connection is recognised by its first failing command instead.
+                    .test_on_check_out(false)
+                    .build_unchecked(Manager { topology, config }))
+            }
+            Err(e) => {
+                let why = format!(
+                    "the Redis URL is not valid: {}",
+                    secrets.scrub(&e.to_string())
+                );
+                tracing::error!(url = %secrets.redacted(), "{why}; Redis will not be used");
+                Err(why)
+            }
+        };
+        Self {
+            pool,
+            topology: kept_topology,
+            worker_connections: Mutex::new(HashMap::new()),
+            connect_timeout,
+            command_timeout: settings.command_timeout,
+            pool_size,
+            secrets,
+        }
+    }
+
+    /// How Redis is reached; standalone too when the settings could not be used, since they
+    /// name no other topology.
+    pub(super) fn topology(&self) -> RedisTopology {
+        self.topology
+            .as_ref()
+            .map_or(RedisTopology::Standalone, Topology::kind)
+    }
+
+    /// A dedicated pub/sub connection subscribed to `channel`, within the connect and
+    /// command timeouts.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis does not answer in time or refuses.
+    pub(super) async fn subscribe(&self, channel: &str) -> Result<PubSub, CacheError> {
+        let topology = match (&self.topology, &self.pool) {
+            (Some(topology), _) => topology,
+            (None, Err(why)) => return Err(self.unavailable(why)),
+            (None, Ok(_)) => return Err(self.unavailable("no client")),
+        };
+        let subscribe = async {
+            let mut pubsub = topology.pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        match tokio::time::timeout(self.connect_timeout + self.command_timeout, subscribe).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(self.unavailable(&format!("subscribe: {e}"))),
+            Err(_) => Err(self.unavailable("subscribe: no answer in time")),
+        }
+    }
+
+    /// Runs one command within the command timeout, on a fresh connection when a pooled one
+    /// turns out to be dead.
+    pub(super) async fn run<T: FromRedisValue + Send>(
+        &self,
+        cmd: &impl Query,
+    ) -> Result<T, CacheError> {
+        let pool = self.pool.as_ref().map_err(|why| self.unavailable(why))?;
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        let mut attempt = 0;
+        loop {
+            let (mut conn, broken) = match self.worker_connection(pool, deadline).await {
+                Some(opened) => self.connected(opened)?,
+                None => {
+                    let pooled =
+                        self.connected(tokio::time::timeout_at(deadline, pool.get()).await)?;
+                    if pooled.broken.load(Ordering::Relaxed) {
+                        // Marked by another command after it was returned; dropping it here
+                        // discards it.
+                        continue;
+                    }
+                    (pooled.inner.clone(), Arc::clone(&pooled.broken))
+                }
+            };
+            match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => {
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_timeout()
+                        || e.is_unrecoverable_error()
+                    {
+                        broken.store(true, Ordering::Relaxed);
+                    }
+                    attempt += 1;
+                    if !e.is_connection_dropped() || attempt > self.pool_size {
+                        return Err(self.unavailable(&e.to_string()));
+                    }
+                }
+                Err(_) => {
+                    // A connection whose answer is late is not lent out again: a fresh one
+                    // costs little, and a stalled one would hold up the next command too.
+                    broken.store(true, Ordering::Relaxed);
+                    return Err(self.timed_out());
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self) -> CacheError {
+        self.unavailable(&format!(
+            "no answer within {} ms",
+            self.command_timeout.as_millis()
+        ))
+    }
+
+    /// The connection a wait within the command timeout got, or why there is none.
+    fn connected<C, E: fmt::Display>(
+        &self,
+        outcome: Result<Result<C, E>, Elapsed>,
+    ) -> Result<C, CacheError> {
+        match outcome {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(e)) => Err(self.unavailable(&format!("no connection: {e}"))),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// This thread's own connection, opened on first use, when the thread runs a
+    /// single-threaded runtime (each actix-web worker does); `None` elsewhere, and while another
+    /// task of this thread is opening it, for the pool to serve instead.
+    ///
+    /// A pooled connection's I/O is driven by a task of the runtime that opened it, so on a
+    /// worker every command crossed threads twice: to that task and back with the answer.
+    /// Opened on the worker, the connection's task runs beside the requests that use it, and a
+    /// Redis hit costs no thread switch (see `docs/benchmarks.md`). Its commands still pipeline
+    /// over one socket, so a worker needs one.
+    async fn worker_connection(
+        &self,
+        pool: &bb8::Pool<Manager>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Result<(Link, Arc<AtomicBool>), RedisError>, Elapsed>> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        if !on_worker {
+            return None;
+        }
+        let thread = std::thread::current().id();
+        let lock = || {
+            self.worker_connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        {
+            let mut connections = lock();
+            match connections.get(&thread) {
+                Some(WorkerConnection::Open(open)) if !open.broken.load(Ordering::Relaxed) => {
+                    return Some(Ok(Ok((open.inner.clone(), Arc::clone(&open.broken)))));
+                }
+                Some(WorkerConnection::Opening) => return None,
+                Some(WorkerConnection::Open(_)) | None => {}
+            }
+            connections.insert(thread, WorkerConnection::Opening);
+        }
+        let opened = tokio::time::timeout_at(deadline, pool.dedicated_connection()).await;
+        let mut connections = lock();
+        if !matches!(opened, Ok(Ok(_))) {
+            connections.remove(&thread);
+        }
+        Some(opened.map(|opened| {
+            opened.map(|connection| {
+                let lent = (connection.inner.clone(), Arc::clone(&connection.broken));
+                connections.insert(thread, WorkerConnection::Open(connection));
+                lent
+            })
+        }))
+    }
+
+    pub(super) fn unavailable(&self, why: &str) -> CacheError {
+        CacheError::Unavailable(format!("redis: {}", self.secrets.scrub(why)))
+    }
+}

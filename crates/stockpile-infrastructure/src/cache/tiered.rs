@@ -1,0 +1,332 @@
+//! The two-tier cache: this process's memory as a first tier (L1) in front of Redis, kept
+//! coherent across instances by [`Invalidation`]s published on a Redis channel.
+//!
+//! While Redis serves, a hot key costs no round trip: `get` reads memory first and, on a miss
+//! there, Redis (`GET` and `PTTL` in one round trip), filling memory for what the Redis entry has
+//! left, at most the memory cache's TTL cap; `put` stores in both. Invalidations (`delete`,
+//! `delete_matching`, `clear`) go to both, and are then published on the channel
+//! `<prefix>__invalidate` (see [`super::invalidation`] for the messages), to which every
+//! instance subscribes on a dedicated pub/sub connection, in a task owned by the cache and
+//! stopped when it is dropped; each applies the others' invalidations to its own memory.
+//!
+//! - The first tier is used only while the subscription stands: when it drops, memory is
+//!   cleared and reads go to Redis; the task subscribes again by itself (backing off from
+//!   50 ms to 2 s) and clears memory once more when it has, since the invalidations published
+//!   meanwhile are lost. At start, the first subscription is made before the cache is handed
+//!   out when Redis answers, so the first tier serves from the first request.
+//! - A fill that raced an invalidation is undone: every invalidation applied to memory moves
+//!   an epoch first, and a fill that saw the epoch move between its read of Redis and its
+//!   insert removes what it inserted.
+//! - What remains is the delay of pub/sub delivery (the other instance's memory forgets the
+//!   entry about when the writer's `PUBLISH` returns, normally well under a millisecond on a
+//!   LAN), and, for a subscription that is silently cut without the connection closing,
+//!   entries living at most the TTL cap.
+//! - A message that is not an invalidation clears the first tier: forgetting everything is
+//!   always safe.
+//!
+//! What happens when Redis fails is not decided here: every Redis error is returned, and
+//! [`super::failover`] decides.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Weak;
+use std::time::Duration;
+
+use bb8_redis::redis::aio::PubSub;
+use bytes::Bytes;
+use futures::StreamExt;
+use stockpile_application::ports::{Cache, CacheError};
+
+use super::invalidation::{Invalidation, Message};
+use super::memory::MemoryCache;
+use super::redis::RedisCache;
+
+/// The first wait before subscribing again after the subscription dropped; doubled per
+/// failed attempt up to [`RESUBSCRIBE_MAX_BACKOFF`].
+const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Redis, and memory as its first tier.
+#[derive(Debug)]
+pub(super) struct TwoTier {
+    redis: RedisCache,
+    memory: MemoryCache,
+    /// True while the invalidation subscription stands, and so while memory may serve as
+    /// the first tier.
+    subscribed: AtomicBool,
+    /// Moved by every invalidation applied to memory, before it is applied; see
+    /// [`TwoTier::fill`].
+    epoch: AtomicU64,
+    /// Tells this instance's messages from the others'.
+    origin: String,
+}
+
+/// What the subscriber task needs from the cache that owns the tiers.
+pub(super) trait TierOwner: Send + Sync + 'static {
+    fn tiers(&self) -> &TwoTier;
+    /// Whether Redis serves now, so that memory is its first tier rather than standing in
+    /// for it (and must then be kept).
+    fn on_redis(&self) -> bool;
+}
+
+impl TwoTier {
+    pub(super) fn new(redis: RedisCache, memory: MemoryCache) -> Self {
+        Self {
+            redis,
+            memory,
+            subscribed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            origin: super::redis::instance_token(),
+        }
+    }
+
+    pub(super) fn redis(&self) -> &RedisCache {
+        &self.redis
+    }
+
+    pub(super) fn memory(&self) -> &MemoryCache {
+        &self.memory
+    }
+
+    /// Subscribes to the invalidations now, within the connect and command timeouts; on
+    /// success memory serves as the first tier at once (it holds nothing yet, so there is
+    /// nothing to clear). Hand what it returns to [`subscriber`].
+    pub(super) async fn subscribe_first(&self) -> Option<PubSub> {
+        let first = self.redis.subscribe_invalidations().await.ok();
+        if first.is_some() {
+            self.subscribed.store(true, Ordering::SeqCst);
+        }
+        first
+    }
+
+    /// Reads memory first while it serves as the first tier, then Redis.
+    ///
+    /// # Errors
+    /// Redis's.
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        if !self.first_tier() {
+            return self.redis.get(key).await;
+        }
+        if let Some(value) = self.memory.get(key).await? {
+            return Ok(Some(value));
+        }
+        let epoch = self.epoch();
+        Ok(match self.redis.get_with_ttl(key).await? {
+            Some((value, left)) => {
+                let left = left.unwrap_or(super::LONGEST_TTL);
+                self.fill(key, value.clone(), left, epoch).await;
+                Some(value)
+            }
+            None => None,
+        })
+    }
+
+    /// The values of `keys`, in their order, as [`TwoTier::get`] would answer each: from
+    /// memory while it serves as the first tier, with the keys it lacks asked of Redis in one
+    /// round trip (and filled in memory); from Redis alone otherwise.
+    ///
+    /// # Errors
+    /// Redis's.
+    pub(super) async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        if !self.first_tier() {
+            return self.redis.mget(keys).await;
+        }
+        let mut values = self.memory.get_many(keys).await?;
+        let lacking: Vec<usize> = (0..keys.len()).filter(|i| values[*i].is_none()).collect();
+        if lacking.is_empty() {
+            return Ok(values);
+        }
+        let lacking_keys: Vec<String> = lacking.iter().map(|i| keys[*i].clone()).collect();
+        let epoch = self.epoch();
+        let found = self.redis.mget_with_ttl(&lacking_keys).await?;
+        for (index, found) in lacking.into_iter().zip(found) {
+            if let Some((value, left)) = found {
+                let left = left.unwrap_or(super::LONGEST_TTL);
+                self.fill(&keys[index], value.clone(), left, epoch).await;
+                values[index] = Some(value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Stores in Redis, then in the first tier.
+    ///
+    /// # Errors
+    /// Redis's.
+    pub(super) async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        retain_for: Duration,
+    ) -> Result<(), CacheError> {
+        let epoch = self.epoch();
+        self.redis.put(key, value.clone(), retain_for).await?;
+        if self.first_tier() {
+            self.fill(key, value, retain_for, epoch).await;
+        }
+        Ok(())
+    }
+
+    /// Applies `invalidation` to Redis, then to memory; returns how many entries Redis held.
+    /// The other instances learn of it from [`TwoTier::announce`].
+    ///
+    /// # Errors
+    /// Redis's; memory is then left as it was.
+    pub(super) async fn invalidate(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
+        let removed = match invalidation {
+            Invalidation::Key(key) => u64::from(self.redis.delete(key).await?),
+            Invalidation::Pattern(pattern) => self.redis.delete_matching(pattern).await?,
+            Invalidation::All => self.redis.clear().await?,
+        };
+        self.apply(invalidation).await;
+        Ok(removed)
+    }
+
+    /// Publishes an invalidation already applied here to the other instances.
+    ///
+    /// # Errors
+    /// Redis's.
+    pub(super) async fn announce(&self, invalidation: Invalidation) -> Result<(), CacheError> {
+        let message = Message {
+            origin: self.origin.clone(),
+            invalidation,
+        };
+        self.redis
+            .publish_invalidation(&message.encode())
+            .await
+            .map(drop)
+    }
+
+    /// Empties memory, after moving the epoch so that no fill under way keeps its entry.
+    pub(super) fn forget_all(&self) {
+        self.bump();
+        self.memory.clear_now();
+    }
+
+    /// Applies an invalidation to memory.
+    async fn apply(&self, invalidation: &Invalidation) {
+        self.bump();
+        match invalidation {
+            Invalidation::Key(key) => self.memory.forget(key).await,
+            Invalidation::Pattern(pattern) => {
+                // Infallible: memory always removes.
+                let _ = self.memory.delete_matching(pattern).await;
+            }
+            Invalidation::All => self.memory.clear_now(),
+        }
+    }
+
+    /// Whether memory may serve as the first tier now. Never with `CACHE_LOCAL_TTL=0`: an
+    /// entry would expire as it is filled, so looking in memory and filling it would only
+    /// add a lookup, an insert and a `PTTL` to every Redis hit.
+    fn first_tier(&self) -> bool {
+        !self.memory.keeps_nothing() && self.subscribed.load(Ordering::SeqCst)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Moves the epoch; called before every invalidation of memory.
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Stores a value read from, or written to, Redis in memory, unless an invalidation was
+    /// applied since `epoch` was read (before Redis was): it may have removed this very entry
+    /// from memory before this insert, so the insert is undone. An invalidation that comes
+    /// after the check removes the entry itself.
+    async fn fill(&self, key: &str, value: Bytes, retain_for: Duration, epoch: u64) {
+        if self.epoch() != epoch {
+            return;
+        }
+        // Infallible: memory always stores.
+        let _ = self.memory.put(key, value, retain_for).await;
+        if self.epoch() != epoch {
+            self.memory.forget(key).await;
+        }
+    }
+
+    /// `on_redis`: whether memory is the first tier now, and so to be cleared.
+    fn on_subscribed(&self, on_redis: bool) {
+        // Invalidations published while unsubscribed are lost: start over.
+        self.bump();
+        if on_redis {
+            self.memory.clear_now();
+        }
+        self.subscribed.store(true, Ordering::SeqCst);
+        tracing::info!("subscribed to cache invalidations again; the first tier serves");
+    }
+
+    fn on_unsubscribed(&self, on_redis: bool) {
+        self.subscribed.store(false, Ordering::SeqCst);
+        self.bump();
+        if on_redis {
+            self.memory.clear_now();
+        }
+        tracing::warn!(
+            "the cache invalidation subscription dropped; reading Redis directly until it is back"
+        );
+    }
+
+    /// Applies another instance's invalidation to memory; a payload that is none clears it.
+    async fn apply_remote(&self, payload: &[u8]) {
+        match Message::parse(payload) {
+            // Applied when it was made.
+            Ok(message) if message.origin == self.origin => {}
+            Ok(message) => self.apply(&message.invalidation).await,
+            Err(garbage) => {
+                tracing::warn!(
+                    payload = %garbage.0,
+                    "unknown cache invalidation; clearing the first tier"
+                );
+                self.forget_all();
+            }
+        }
+    }
+}
+
+/// Applies the other instances' invalidations to memory until the owner is dropped,
+/// subscribing again, with a backoff, whenever the subscription drops.
+pub(super) async fn subscriber<O: TierOwner>(owner: Weak<O>, mut first: Option<PubSub>) {
+    let mut backoff = RESUBSCRIBE_BACKOFF;
+    loop {
+        let pubsub = if let Some(pubsub) = first.take() {
+            pubsub
+        } else {
+            let Some(strong) = owner.upgrade() else {
+                return;
+            };
+            let subscribed = strong.tiers().redis.subscribe_invalidations().await;
+            match subscribed {
+                Ok(pubsub) => {
+                    strong.tiers().on_subscribed(strong.on_redis());
+                    backoff = RESUBSCRIBE_BACKOFF;
+                    pubsub
+                }
+                Err(e) => {
+                    drop(strong);
+                    tracing::debug!(error = %e, "could not subscribe to cache invalidations yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RESUBSCRIBE_MAX_BACKOFF);
+                    continue;
+                }
+            }
+        };
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            let Some(strong) = owner.upgrade() else {
+                return;
+            };
+            strong
+                .tiers()
+                .apply_remote(message.get_payload_bytes())
+                .await;
+        }
+        let Some(strong) = owner.upgrade() else {
+            return;
+        };
+        strong.tiers().on_unsubscribed(strong.on_redis());
+        drop(strong);
+        tokio::time::sleep(backoff).await;
+    }
+}

@@ -1,0 +1,197 @@
+//! What `bench` and `soak` share to drive the release server: building it and seeding its
+//! PostgreSQL database, starting it and waiting until it listens, HTTP/1.1 on keep-alive
+//! connections, and the figures both report (memory, machine, percentiles).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::run;
+
+/// How long a request may wait for its answer: a hung server must not hang a task past its
+/// deadline (the slowest read of the large bench takes well under a second).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The release server; stopped when dropped.
+pub(crate) struct Server(Child);
+
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn binary() -> String {
+    "target/release/stockpile".into()
+}
+
+fn database_url(database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// Builds the release binary, then creates `database` and seeds it (with the extra
+/// `stockpile seed` options `seed_args`) unless it holds stocks already.
+pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> {
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "stockpile",
+        ]),
+    )?;
+    crate::create_postgres_database(database);
+    run(Command::new(binary())
+        .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
+        .args(seed_args)
+        .env("DATABASE_URL", database_url(database))
+        .env("CACHE_BACKEND", "none")
+        .env("RUST_LOG", "warn"))
+}
+
+/// The release server on `addr` over `database`, with `env` added; returns once it listens.
+pub(crate) fn start_server(
+    addr: &str,
+    database: &str,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
+    let child = Command::new(binary())
+        .arg("serve")
+        .env("DATABASE_URL", database_url(database))
+        .env("BIND_ADDR", addr)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start the server: {e}"))?;
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("the server did not start listening within 60 s".into())
+}
+
+/// A keep-alive connection to the server, with Nagle off so that each request leaves at once.
+pub(crate) fn connect(addr: &str) -> Result<BufReader<TcpStream>, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    Ok(BufReader::new(stream))
+}
+
+/// One request on a keep-alive connection, `headers` being extra header lines each ending in
+/// CRLF; returns the status and the body.
+pub(crate) fn request(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    // One write, so that the request leaves in one segment with TCP_NODELAY.
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut status_line = String::new();
+    stream
+        .read_line(&mut status_line)
+        .map_err(|e| e.to_string())?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// `GET path` on `stream`, which must answer 200 with JSON.
+pub(crate) fn get_json(
+    stream: &mut BufReader<TcpStream>,
+    path: &str,
+) -> Result<serde_json::Value, String> {
+    let (status, body) = request(stream, "GET", path, "", "")?;
+    if status != 200 {
+        return Err(format!("GET {path} answered {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// The server's `/api/cache/status`, on a fresh connection.
+pub(crate) fn cache_status(addr: &str) -> Result<serde_json::Value, String> {
+    get_json(&mut connect(addr)?, "/api/cache/status")
+}
+
+/// Fails unless the server at `addr` is serving from Redis.
+pub(crate) fn ensure_on_redis(addr: &str) -> Result<(), String> {
+    let status = cache_status(addr)?;
+    if status["backend"] == "redis" {
+        Ok(())
+    } else {
+        Err(format!(
+            "the server is not on Redis (is it running at 127.0.0.1:6379?): {status}"
+        ))
+    }
+}
+
+/// One memory figure of the server's `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), in KiB.
+pub(crate) fn memory_kib(server: &Server, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The value at fraction `p` (0 to 1) of `sorted`, which must not be empty.
+pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// The cores and CPU model, for the reports.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{cores} cores, {cpu}")
+}
