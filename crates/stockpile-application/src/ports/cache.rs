@@ -82,8 +82,8 @@ pub trait Cache: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
 
     /// The stored values of `keys`, in their order, in one round trip to the backend (Redis:
-    /// one `MGET`): a batch read must not cost a round trip per key. An error concerns the
-    /// whole batch.
+    /// one pipeline of `GET`s): a batch read must not cost a round trip per key. An error
+    /// concerns the whole batch.
     ///
     /// The default asks [`Cache::get`] key by key, which is right for a cache in this process.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
