@@ -141,6 +141,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_only("/health/ready", web::to(operations::ready)))
         .service(get_only("/metrics", web::to(operations::metrics)))
         .service(get_only("/api/stocks", web::to(reads::list_stocks)))
+        .service(get_only("/api/quotes", web::to(reads::quotes)))
         .service(get_only(
             "/api/stocks/",
             web::to(reads::list_stocks_trailing_slash),

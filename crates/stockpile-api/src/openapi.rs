@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use stockpile_application::views::{
-    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList, StockSummary,
-    TopMovers,
+    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
+    StockSummary, TopMovers,
 };
 use stockpile_application::{FieldError, NO_STOCK_HAS_THE_TICKER};
 use stockpile_domain::{
@@ -63,6 +63,7 @@ impl Modify for AdminSecurity {
         reads::price_history,
         reads::top_movers,
         reads::leaderboard,
+        reads::quotes,
         writes::put_stock,
         writes::upload_prices,
         writes::delete_stock,
@@ -85,6 +86,7 @@ impl Modify for AdminSecurity {
         TopMovers,
         LeaderboardEntry,
         Leaderboard,
+        QuoteBatch,
         StockProfileBody,
         PriceUploadBody,
         PriceBarBody,

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use actix_web::web;
 use chrono::NaiveDate;
-use stockpile_application::FieldError;
+use stockpile_application::{FieldError, MAX_QUOTE_TICKERS};
 use stockpile_domain::{
     parse_iso_date, Interval, ListQuery, MoverMetric, PageRequest, ParseEnumError, Period,
     SortField, SortOrder, Ticker, MAX_LIMIT, MAX_PAGE_SIZE, MAX_QUERY_LEN,
@@ -177,6 +177,55 @@ pub(crate) fn leaderboard_params(
     params.finish((period, limit, sector))
 }
 
+/// `GET /api/quotes`: `tickers`, required, 1 to [`MAX_QUOTE_TICKERS`] distinct tickers
+/// separated by commas, case-insensitive; a ticker given twice counts once, and the order of
+/// first appearance is kept.
+pub(crate) fn quote_tickers(query_string: &str) -> Result<Vec<Ticker>, ApiError> {
+    const FIELD: &str = "tickers";
+    let mut params = Params::parse(query_string)?;
+    let repeated = params.pairs.iter().filter(|(k, _)| k == FIELD).count() > 1;
+    let Some(raw) = params.single(FIELD) else {
+        if !repeated {
+            params.errors.push(FieldError::new(
+                FIELD,
+                format!("is required: 1 to {MAX_QUOTE_TICKERS} tickers separated by commas"),
+            ));
+        }
+        return params.finish(Vec::new());
+    };
+    if raw.trim().is_empty() {
+        params.errors.push(FieldError::new(
+            FIELD,
+            format!("must name 1 to {MAX_QUOTE_TICKERS} tickers separated by commas"),
+        ));
+        return params.finish(Vec::new());
+    }
+    let mut tickers: Vec<Ticker> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for part in raw.split(',') {
+        match Ticker::parse(part) {
+            Ok(ticker) => {
+                if seen.insert(ticker.clone()) {
+                    tickers.push(ticker);
+                }
+            }
+            Err(e) => params
+                .errors
+                .push(FieldError::new(FIELD, format!("{part:?}: {e}"))),
+        }
+    }
+    if tickers.len() > MAX_QUOTE_TICKERS {
+        params.errors.push(FieldError::new(
+            FIELD,
+            format!(
+                "names {} distinct tickers; at most {MAX_QUOTE_TICKERS} are allowed",
+                tickers.len()
+            ),
+        ));
+    }
+    params.finish(tickers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +328,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn quote_tickers_are_distinct_in_first_order_and_bounded() {
+        let names = |query: &str| {
+            quote_tickers(query)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("tickers=msft,AAPL,Msft&x=1"), ["MSFT", "AAPL"]);
+        assert_eq!(names("tickers=brk.b"), ["BRK.B"]);
+        let hundred: Vec<String> = (0..100).map(|i| format!("T{i}")).collect();
+        let joined = hundred.join(",");
+        assert_eq!(names(&format!("tickers={joined},t0,T99")).len(), 100);
+        for bad in [
+            "",
+            "tickers=",
+            "tickers=%20",
+            "tickers=AAPL,,MSFT",
+            "tickers=AAPL,",
+            "tickers=AA%20PL",
+            "tickers=AAPL&tickers=MSFT",
+            "tickers=AAPL&TICKERS=MSFT&tickers=IBM",
+        ] {
+            assert_eq!(
+                fields(quote_tickers(bad).unwrap_err())[..1],
+                ["tickers"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fields(quote_tickers(&format!("tickers={joined},X")).unwrap_err()),
+            ["tickers"]
+        );
+    }
+
     proptest! {
         #[test]
         fn any_query_string_is_parsed_or_refused_but_never_panics(raw in "\\PC{0,80}") {
@@ -287,6 +372,7 @@ mod tests {
                 history_params(&raw).map(drop),
                 top_params(&raw).map(drop),
                 leaderboard_params(&raw).map(drop),
+                quote_tickers(&raw).map(drop),
             ] {
                 prop_assert!(matches!(result, Ok(()) | Err(ApiError::Invalid(_))));
             }

@@ -1,5 +1,6 @@
 //! The in-process cost of a cache hit, without HTTP: building and hashing the key, and the
-//! cache-aside read of a stored entry (lookup and decoding) from an in-memory map.
+//! cache-aside read of a stored entry (lookup and decoding) from an in-memory map, and a
+//! 100-entry batch read (`GET /api/quotes`) against a single entry's read in the same run.
 //!
 //! `cargo bench -p stockpile-application --bench hit_path`
 
@@ -113,5 +114,70 @@ fn cached_read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, key_building, cached_read);
+/// A summary-sized body (a `StockSummary` is about 250 bytes of JSON).
+fn summary_body(ticker: usize) -> Bytes {
+    Bytes::from(format!(
+        "{{\"ticker\":\"T{ticker}\",\"padding\":\"{}\"}}",
+        "x".repeat(220)
+    ))
+}
+
+fn batch_read(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let reads = CacheAside::new(
+        Arc::new(MapCache::default()),
+        Arc::new(CacheMetrics::default()),
+        CachePolicy::default(),
+    );
+    let requests =
+        || -> Vec<(String, usize)> { (0..100).map(|i| (format!("quotes:T{i}"), i)).collect() };
+    let join = |bodies: &[Bytes]| Ok(Bytes::from(bodies.join(&b","[..])));
+    runtime.block_on(async {
+        reads
+            .read_many(
+                KeyFamily::Quote,
+                requests(),
+                |items| async move { Ok(items.into_iter().map(summary_body).collect()) }.boxed(),
+                join,
+            )
+            .await
+            .expect("stored");
+        reads
+            .read(KeyFamily::Detail, "one".into(), || {
+                async { Ok(summary_body(0)) }.boxed()
+            })
+            .await
+            .expect("stored");
+    });
+    let mut group = c.benchmark_group("batch hit");
+    group.bench_function("one entry (a detail hit)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            reads
+                .read(KeyFamily::Detail, "one".into(), || {
+                    async { unreachable!("a hit never loads") }.boxed()
+                })
+                .await
+                .expect("a hit")
+        });
+    });
+    group.bench_function("100 entries (a 100-ticker quotes hit)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            reads
+                .read_many(
+                    KeyFamily::Quote,
+                    requests(),
+                    |_| async { unreachable!("a hit never loads") }.boxed(),
+                    join,
+                )
+                .await
+                .expect("a hit")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, key_building, cached_read, batch_read);
 criterion_main!(benches);

@@ -10,7 +10,11 @@
 //!
 //! One load per miss holds inside the process ([`single_flight`]) and across instances
 //! ([`lease`]): before loading, a flight takes a short lease on the key in the shared cache.
+//!
+//! A batch read ([`CacheAside::read_many`], in [`batch`]) answers from many entries at once:
+//! one cache round trip for all of them, one load for all that missed, single flight per key.
 
+mod batch;
 mod breaker;
 mod entry;
 mod lease;
@@ -63,6 +67,44 @@ pub struct CachedResponse {
     pub age: Option<u64>,
 }
 
+impl CachedResponse {
+    /// A fresh entry's answer.
+    fn hit(entry: Entry, now: u64) -> Self {
+        Self {
+            max_age: ceil_secs(entry.fresh_until_ms - now),
+            body: entry.body,
+            etag: entry.etag,
+            outcome: CacheOutcome::Hit,
+            age: None,
+        }
+    }
+
+    /// The answer of an entry just computed (and stored unless the cache was bypassed).
+    fn loaded(entry: Entry, ttl_ms: u64, bypass: bool) -> Self {
+        Self {
+            body: entry.body,
+            etag: entry.etag,
+            outcome: if bypass {
+                CacheOutcome::Bypass
+            } else {
+                CacheOutcome::Miss
+            },
+            max_age: if bypass { 0 } else { ceil_secs(ttl_ms) },
+            age: None,
+        }
+    }
+}
+
+/// What the cache held under a key.
+enum Found {
+    Fresh(Entry),
+    /// Past its TTL: a miss, but it may stand in for a failing database.
+    Expired(Entry),
+    /// Nothing, or nothing usable.
+    Nothing,
+}
+
+/// The TTLs of the two kinds of reads and the stale-if-error window.
 /// The TTLs of the two kinds of reads, the stale-if-error window and the soft timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
@@ -89,7 +131,9 @@ impl CachePolicy {
     pub fn ttl(&self, family: KeyFamily) -> Duration {
         match family {
             KeyFamily::Top | KeyFamily::Leaderboard => self.ttl_scores,
-            KeyFamily::List | KeyFamily::Detail | KeyFamily::History => self.ttl_default,
+            KeyFamily::List | KeyFamily::Detail | KeyFamily::History | KeyFamily::Quote => {
+                self.ttl_default
+            }
         }
     }
 }
@@ -213,80 +257,106 @@ impl CacheAside {
     {
         let now = now_ms();
         let (stale, bypass) = match self.cache.get(&key).await {
-            Ok(Some(raw)) => match Entry::decode(raw) {
-                Some(entry) if entry.fresh_until_ms > now => {
+            Ok(raw) => match self.found(family, &key, raw, now) {
+                Found::Fresh(entry) => {
                     self.metrics.record(family, CacheEvent::Hit);
-                    return Ok(CachedResponse {
-                        max_age: ceil_secs(entry.fresh_until_ms - now),
-                        body: entry.body,
-                        etag: entry.etag,
-                        outcome: CacheOutcome::Hit,
-                        age: None,
-                    });
+                    return Ok(CachedResponse::hit(entry, now));
                 }
-                Some(expired) => (Some(expired), false),
-                None => {
-                    tracing::warn!(
-                        key,
-                        "cache entry is corrupt or from another version; replacing it"
-                    );
-                    self.metrics.record(family, CacheEvent::Error);
-                    (None, false)
-                }
+                Found::Expired(expired) => (Some(expired), false),
+                Found::Nothing => (None, false),
             },
-            Ok(None) => (None, false),
-            Err(CacheError::Disabled) => (None, true),
-            Err(CacheError::Unavailable(why)) => {
-                tracing::debug!(key, %why, "cache unavailable; reading from the database");
-                self.metrics.record(family, CacheEvent::Error);
+            Err(error) => {
+                self.unreachable(family, &error, 1);
                 (None, true)
             }
         };
         if !bypass {
             self.metrics.record(family, CacheEvent::Miss);
         }
-        let stale =
-            stale.filter(|entry| entry.fresh_until_ms + millis(self.policy.stale_if_error) > now);
+        let stale = stale.filter(|entry| self.servable(entry, now));
         let flight = self.flight_of(family, key, load, !bypass);
-        let loaded = match &stale {
-            Some(_) => tokio::time::timeout(self.policy.soft_timeout, flight)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(LoadFailure::Unavailable(format!(
-                        "the database did not answer within the soft timeout ({} ms); the load \
-                         goes on",
-                        self.policy.soft_timeout.as_millis()
-                    )))
-                }),
-            None => flight.await,
-        };
-        match loaded {
-            Ok((entry, ttl_ms)) => Ok(CachedResponse {
-                body: entry.body,
-                etag: entry.etag,
-                outcome: if bypass {
-                    CacheOutcome::Bypass
-                } else {
-                    CacheOutcome::Miss
-                },
-                max_age: if bypass { 0 } else { ceil_secs(ttl_ms) },
-                age: None,
-            }),
-            Err(LoadFailure::Unavailable(why)) => match stale {
-                Some(entry) => {
-                    tracing::warn!(%why, "database unavailable; serving a stale entry");
-                    Ok(CachedResponse {
-                        body: entry.body,
-                        etag: entry.etag,
-                        outcome: CacheOutcome::Stale,
-                        max_age: 0,
-                        age: Some(now.saturating_sub(entry.stored_at_ms) / 1000),
-                    })
-                }
-                None => Err(LoadFailure::Unavailable(why).into()),
-            },
+        match self.patiently(flight, stale.is_some(), Err).await {
+            Ok((entry, ttl_ms)) => Ok(CachedResponse::loaded(entry, ttl_ms, bypass)),
+            Err(LoadFailure::Unavailable(why)) => stale
+                .and_then(|entry| self.stale(entry, now, &why))
+                .ok_or_else(|| LoadFailure::Unavailable(why).into()),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// What a value read from the cache under `key` holds; a corrupt one is logged, counted
+    /// and treated as absent.
+    fn found(&self, family: KeyFamily, key: &str, raw: Option<Bytes>, now: u64) -> Found {
+        match raw.map(Entry::decode) {
+            Some(Some(entry)) if entry.fresh_until_ms > now => Found::Fresh(entry),
+            Some(Some(expired)) => Found::Expired(expired),
+            Some(None) => {
+                tracing::warn!(
+                    key,
+                    "cache entry is corrupt or from another version; replacing it"
+                );
+                self.metrics.record(family, CacheEvent::Error);
+                Found::Nothing
+            }
+            None => Found::Nothing,
+        }
+    }
+
+    /// Logs and counts (once per key the lookup was for) a cache that could not be asked.
+    fn unreachable(&self, family: KeyFamily, error: &CacheError, keys: usize) {
+        if let CacheError::Unavailable(why) = error {
+            tracing::debug!(%why, "cache unavailable; reading from the database");
+            for _ in 0..keys {
+                self.metrics.record(family, CacheEvent::Error);
+            }
+        }
+    }
+
+    /// An expired entry standing in for a database that is unavailable, while it is within
+    /// the stale-if-error window.
+    fn stale(&self, entry: Entry, now: u64, why: &str) -> Option<CachedResponse> {
+        if !self.servable(&entry, now) {
+            return None;
+        }
+        tracing::warn!(%why, "database unavailable; serving a stale entry");
+        Some(CachedResponse {
+            body: entry.body,
+            etag: entry.etag,
+            outcome: CacheOutcome::Stale,
+            max_age: 0,
+            age: Some(now.saturating_sub(entry.stored_at_ms) / 1000),
+        })
+    }
+
+    /// Whether an expired entry is still within the stale-if-error window.
+    fn servable(&self, entry: &Entry, now: u64) -> bool {
+        entry.fresh_until_ms + millis(self.policy.stale_if_error) > now
+    }
+
+    /// What `flight` answers; with a stale entry at hand (`stale_at_hand`), no
+    /// later than the soft timeout: past it, the database counts as unavailable for this
+    /// read while the load goes on.
+    async fn patiently<R, Fut>(
+        &self,
+        flight: Fut,
+        stale_at_hand: bool,
+        timed_out: impl FnOnce(LoadFailure) -> R,
+    ) -> R
+    where
+        Fut: Future<Output = R>,
+    {
+        if !stale_at_hand {
+            return flight.await;
+        }
+        tokio::time::timeout(self.policy.soft_timeout, flight)
+            .await
+            .unwrap_or_else(|_| {
+                timed_out(LoadFailure::Unavailable(format!(
+                    "the database did not answer within the soft timeout ({} ms); the load \
+                     goes on",
+                    self.policy.soft_timeout.as_millis()
+                )))
+            })
     }
 
     /// The flight loading `key`: the one under way, or a new one running `load`. A new flight
@@ -303,23 +373,41 @@ impl CacheAside {
     {
         let flight_key = key.clone();
         self.flights.join(flight_key, || {
-            let admission = self.breaker.admit();
-            let flight =
-                (admission != Admission::Refused).then(|| self.flight(family, key, load(), store));
-            let breaker = Arc::clone(&self.breaker);
-            async move {
-                let Some(flight) = flight else {
-                    return Err(LoadFailure::Unavailable(
-                        "the database is failing; loads are refused until a trial finds it back"
-                            .to_owned(),
-                    ));
-                };
-                let result = flight.await;
-                let database_failed = matches!(result, Err(LoadFailure::Unavailable(_)));
-                breaker.record(admission, database_failed);
-                result
-            }
+            self.guarded(
+                || self.flight(family, key, load(), store),
+                |result| matches!(result, Err(LoadFailure::Unavailable(_))),
+                Err,
+            )
         })
+    }
+
+    /// The load `start` makes, unless the breaker refuses it: then `refused` answers at once
+    /// with the database being unavailable. The load's outcome (`failed` tells whether it
+    /// found the database unavailable) goes to the breaker.
+    fn guarded<T, Fut>(
+        &self,
+        start: impl FnOnce() -> Fut,
+        failed: fn(&T) -> bool,
+        refused: impl FnOnce(LoadFailure) -> T + Send + 'static,
+    ) -> impl Future<Output = T> + Send + 'static
+    where
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let admission = self.breaker.admit();
+        let flight = (admission != Admission::Refused).then(start);
+        let breaker = Arc::clone(&self.breaker);
+        async move {
+            let Some(flight) = flight else {
+                return refused(LoadFailure::Unavailable(
+                    "the database is failing; loads are refused until a trial finds it back"
+                        .to_owned(),
+                ));
+            };
+            let result = flight.await;
+            breaker.record(admission, failed(&result));
+            result
+        }
     }
 
     /// One load of `key`: the lease (when the entry is to be stored), the load, the store.
@@ -330,9 +418,7 @@ impl CacheAside {
         load: BoxFuture<'static, Result<Bytes, AppError>>,
         store: bool,
     ) -> impl Future<Output = Result<(Entry, u64), LoadFailure>> + Send + 'static {
-        let cache = Arc::clone(&self.cache);
-        let metrics = Arc::clone(&self.metrics);
-        let epoch = Arc::clone(&self.write_epoch);
+        let mut stored = self.store_for(family);
         let ttl = jittered(self.policy.ttl(family));
         let retain_for = ttl + self.policy.stale_if_error;
         let lease_ttl = self.lease_ttl;
@@ -340,7 +426,7 @@ impl CacheAside {
             // Only a flight that stores takes a lease: one that bypasses the cache would
             // make other instances wait for an entry it never writes.
             let claim = if store {
-                lease::claim(cache.as_ref(), &key, lease_ttl, &epoch).await
+                lease::claim(stored.cache.as_ref(), &key, lease_ttl, &stored.epoch).await
             } else {
                 Claim::Load
             };
@@ -349,30 +435,34 @@ impl CacheAside {
                 Claim::Leased => true,
                 Claim::Load => false,
             };
-            let epoch_at_start = epoch.load(Ordering::SeqCst);
-            metrics.record(family, CacheEvent::Load);
+            stored.begin();
+            stored.metrics.record(family, CacheEvent::Load);
             let result = match load.await {
                 Ok(body) => {
                     let ttl_ms = millis(ttl);
                     let entry = Entry::new(body, ttl_ms);
-                    if store && epoch.load(Ordering::SeqCst) == epoch_at_start {
-                        if let Err(e) = cache.put(&key, entry.encode(), retain_for).await {
-                            tracing::debug!(key, error = %e, "could not store the cache entry");
-                            metrics.record(family, CacheEvent::Error);
-                        } else if epoch.load(Ordering::SeqCst) != epoch_at_start {
-                            // A write began while the entry was being stored: it may be older
-                            // than the write, so take it back rather than serve it.
-                            let _ = cache.delete(&key).await;
-                        }
+                    if store {
+                        stored.put(&key, &entry, retain_for).await;
                     }
                     Ok((entry, ttl_ms))
                 }
                 Err(error) => Err(LoadFailure::from(&error)),
             };
             if leased {
-                lease::release(cache.as_ref(), &key).await;
+                lease::release(stored.cache.as_ref(), &key).await;
             }
             result
+        }
+    }
+
+    /// Where a load of `family` stores its entries; [`Stored::begin`] marks the load's start.
+    fn store_for(&self, family: KeyFamily) -> Stored {
+        Stored {
+            cache: Arc::clone(&self.cache),
+            metrics: Arc::clone(&self.metrics),
+            family,
+            epoch: Arc::clone(&self.write_epoch),
+            epoch_at_start: self.write_epoch.load(Ordering::SeqCst),
         }
     }
 
@@ -431,6 +521,36 @@ impl CacheAside {
         }
         self.write_epoch.fetch_add(1, Ordering::SeqCst);
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Where a load's entries go, and the write epoch it saw when it began.
+struct Stored {
+    cache: Arc<dyn Cache>,
+    metrics: Arc<CacheMetrics>,
+    family: KeyFamily,
+    epoch: Arc<AtomicU64>,
+    epoch_at_start: u64,
+}
+
+impl Stored {
+    /// Marks the start of the load: a write that begins after this keeps its entries out.
+    fn begin(&mut self) {
+        self.epoch_at_start = self.epoch.load(Ordering::SeqCst);
+    }
+
+    /// Stores the entry, unless a write began since the load did; one that began while it was
+    /// being stored takes it back, since it may be older than the write.
+    async fn put(&self, key: &str, entry: &Entry, retain_for: Duration) {
+        if self.epoch.load(Ordering::SeqCst) != self.epoch_at_start {
+            return;
+        }
+        if let Err(e) = self.cache.put(key, entry.encode(), retain_for).await {
+            tracing::debug!(key, error = %e, "could not store the cache entry");
+            self.metrics.record(self.family, CacheEvent::Error);
+        } else if self.epoch.load(Ordering::SeqCst) != self.epoch_at_start {
+            let _ = self.cache.delete(key).await;
+        }
     }
 }
 

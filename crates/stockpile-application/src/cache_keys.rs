@@ -18,15 +18,18 @@ pub enum KeyFamily {
     History,
     Top,
     Leaderboard,
+    /// One ticker's quote, an entry of a batch (`GET /api/quotes`).
+    Quote,
 }
 
 impl KeyFamily {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::List,
         Self::Detail,
         Self::History,
         Self::Top,
         Self::Leaderboard,
+        Self::Quote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl KeyFamily {
             Self::History => "history",
             Self::Top => "top",
             Self::Leaderboard => "leaderboard",
+            Self::Quote => "quote",
         }
     }
 
@@ -70,6 +74,11 @@ pub fn list_key(query: &ListQuery) -> String {
 /// `stocks:detail:{TICKER}`
 pub fn detail_key(ticker: &Ticker) -> String {
     format!("stocks:detail:{ticker}")
+}
+
+/// `quotes:{TICKER}`: one ticker's part of a batch quote.
+pub fn quote_key(ticker: &Ticker) -> String {
+    format!("quotes:{ticker}")
 }
 
 /// `stocks:history:{TICKER}:{hash}`
@@ -113,6 +122,7 @@ pub fn leaderboard_key(period: Period, limit: u32, sector: Option<&str>) -> Stri
 pub fn stale_after_profile_change(ticker: &Ticker) -> Vec<String> {
     vec![
         detail_key(ticker),
+        quote_key(ticker),
         "stocks:list:*".to_owned(),
         "stocks:top:*".to_owned(),
         "leaderboard:top:*".to_owned(),
@@ -175,6 +185,13 @@ mod tests {
         assert!(leaderboard_key(Period::OneMonth, 10, None).starts_with("leaderboard:top:"));
         let patterns = stale_after_price_change(&aapl);
         assert!(patterns.contains(&"stocks:history:AAPL:*".to_owned()));
+        assert_eq!(quote_key(&aapl), "quotes:AAPL");
+        for patterns in [stale_after_profile_change(&aapl), patterns] {
+            assert!(patterns.contains(&"quotes:AAPL".to_owned()));
+            assert!(!patterns
+                .iter()
+                .any(|p| p.starts_with("quotes:") && p != "quotes:AAPL"));
+        }
         assert!(!stale_after_profile_change(&aapl)
             .iter()
             .any(|p| p.starts_with("stocks:history")));

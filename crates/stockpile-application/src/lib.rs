@@ -23,5 +23,5 @@ pub use error::{AppError, FieldError, NO_STOCK_HAS_THE_TICKER};
 pub use service::{ServiceSettings, Stockpile};
 pub use use_cases::{
     CacheAdministration, DependencyHealth, HistoryRequest, Operations, Readiness, ReadinessVerdict,
-    StockReads, StockService, StockWrites,
+    StockReads, StockService, StockWrites, MAX_QUOTE_TICKERS,
 };

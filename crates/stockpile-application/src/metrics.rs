@@ -17,7 +17,7 @@ pub enum CacheEvent {
 /// This process's cache counters since it started. Lock-free: a hit costs one atomic add.
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
-    counters: [[AtomicU64; 5]; 4],
+    counters: [[AtomicU64; KeyFamily::ALL.len()]; 4],
 }
 
 impl CacheMetrics {

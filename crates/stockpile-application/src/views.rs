@@ -62,6 +62,16 @@ pub struct StockList {
     pub total: u64,
 }
 
+/// The quotes of a batch of tickers: one item per ticker that has a stock, in the order the
+/// tickers were first given; those with none in `missing`, in the same order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuoteBatch {
+    pub items: Vec<StockSummary>,
+    #[cfg_attr(feature = "openapi", schema(example = json!(["ZZZZ"])))]
+    pub missing: Vec<String>,
+}
+
 /// One bar of a price history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -86,6 +86,12 @@ impl Cache for FakeCache {
         Ok(self.entry(key))
     }
 
+    /// One operation for the whole batch, as a real backend's one round trip.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.check()?;
+        Ok(keys.iter().map(|key| self.entry(key)).collect())
+    }
+
     async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
         self.check()?;
         self.entries().insert(key.to_owned(), value);

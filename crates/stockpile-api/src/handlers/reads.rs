@@ -2,12 +2,16 @@
 //! writes the cached body as it is.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use stockpile_application::views::{Leaderboard, PriceHistory, StockDetail, StockList, TopMovers};
+use stockpile_application::views::{
+    Leaderboard, PriceHistory, QuoteBatch, StockDetail, StockList, TopMovers,
+};
 use stockpile_application::HistoryRequest;
 
 use crate::conditional::respond;
 use crate::openapi::{unknown_ticker, DatabaseUnavailable, TickerPath};
-use crate::params::{history_params, leaderboard_params, list_query, parse_ticker, top_params};
+use crate::params::{
+    history_params, leaderboard_params, list_query, parse_ticker, quote_tickers, top_params,
+};
 use crate::problem::{ApiError, Problem};
 use crate::ApiState;
 
@@ -181,4 +185,27 @@ pub async fn leaderboard(
     let (period, limit, sector) = leaderboard_params(req.query_string())?;
     let cached = state.service.leaderboard(period, limit, sector).await?;
     Ok(respond(&req, cached).await)
+}
+
+/// The latest quotes of a batch of tickers (a watchlist) in one request.
+#[utoipa::path(
+    get,
+    path = "/api/quotes",
+    tag = "stocks",
+    operation_id = "get_quotes",
+    params(
+        ("tickers" = String, Query, description = "1–100 distinct tickers separated by commas, case-insensitive; a ticker given twice counts once. Required, and given once.", example = "AAPL,MSFT,ZZZZ"),
+    ),
+    responses(
+        (status = 200, description = "One item per ticker that has a stock, in the order the tickers were first given; the others in `missing`, in the same order. `X-Cache` is HIT when every ticker came from the cache, MISS when any was loaded, STALE when any was served stale; `max-age` is the least any ticker's entry has left; `Age` that of the oldest stale entry.", body = QuoteBatch),
+        (status = 400, description = "`tickers` is missing, empty, given twice, names an invalid ticker or more than 100 distinct tickers.", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn quotes(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let tickers = quote_tickers(req.query_string())?;
+    Ok(respond(&req, state.service.quotes(tickers).await?).await)
 }

@@ -11,6 +11,7 @@ mod compression;
 mod errors;
 mod openapi;
 mod operations;
+mod quotes;
 mod reads;
 mod server;
 mod support;

@@ -8,7 +8,7 @@ use actix_web::test::TestRequest;
 use crate::support::{send, Admin};
 
 /// Every path of API.md.
-const CONTRACT_PATHS: [&str; 16] = [
+const CONTRACT_PATHS: [&str; 17] = [
     "/api/stocks",
     "/api/stocks/",
     "/api/stocks/{ticker}",
@@ -16,6 +16,7 @@ const CONTRACT_PATHS: [&str; 16] = [
     "/api/stocks/{ticker}/prices",
     "/api/stocks/top",
     "/api/stocks/leaderboard/top",
+    "/api/quotes",
     "/api/cache/status",
     "/api/cache/invalidate",
     "/api/cache/key/{key}",
@@ -54,6 +55,7 @@ async fn the_document_describes_methods_parameters_bodies_and_errors() {
         ("/api/stocks/{ticker}", "put"),
         ("/api/stocks/{ticker}", "delete"),
         ("/api/stocks/{ticker}/prices", "post"),
+        ("/api/quotes", "get"),
         ("/api/cache/invalidate", "post"),
         ("/api/cache/key/{key}", "delete"),
         ("/api/cache", "delete"),
@@ -75,6 +77,15 @@ async fn the_document_describes_methods_parameters_bodies_and_errors() {
             "volume"
         ])
     );
+    let tickers = &paths["/api/quotes"]["get"]["parameters"][0];
+    assert_eq!(
+        (&tickers["name"], &tickers["required"]),
+        (&"tickers".into(), &true.into())
+    );
+    assert!(
+        paths["/api/quotes"]["get"]["responses"]["400"]["content"]["application/problem+json"]
+            .is_object()
+    );
     assert!(
         paths["/api/stocks/{ticker}/prices"]["post"]["requestBody"]["content"]["application/json"]
             .is_object()
@@ -92,6 +103,7 @@ async fn the_document_describes_methods_parameters_bodies_and_errors() {
         "StockList",
         "PriceHistory",
         "Leaderboard",
+        "QuoteBatch",
         "Readiness",
     ] {
         assert!(schemas.contains_key(name), "{name}");

@@ -22,8 +22,8 @@ use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{DetailRecord, MockCache, MockStockRepository, StockRecord};
 use stockpile_application::{ServiceSettings, StockService, Stockpile};
 use stockpile_domain::{Quote, Ticker};
-pub use stockpile_test_support::{CacheMode, FakeCache};
 use stockpile_test_support::bar_of_units;
+pub use stockpile_test_support::{CacheMode, FakeCache};
 
 /// The admin token configured by [`Admin::On`].
 pub const TOKEN: &str = "integration-test-admin-token-0123456789";

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-type Flight<T> = Shared<BoxFuture<'static, T>>;
+pub(crate) type Flight<T> = Shared<BoxFuture<'static, T>>;
 type Registry<T> = Arc<Mutex<HashMap<String, Flight<T>>>>;
 
 /// Computations in progress by key; each removes itself when it ends.
@@ -45,7 +45,7 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
         // insertion below: that needs the lock held here.
         let leaving = Leaving {
             registry: Arc::clone(&self.flights),
-            key: key.clone(),
+            keys: vec![key.clone()],
         };
         let task = tokio::spawn(async move {
             let _leaving = leaving;
@@ -58,6 +58,55 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
         flight
     }
 
+    /// The computations under `keys` (distinct), in their order: each key joins the one
+    /// already under way for it, and `start` begins one computation, run as one task, for all
+    /// the others at once (it is given their positions in `keys` and must answer one result
+    /// per position, in that order; it is not called when every key has a computation).
+    ///
+    /// Each key it leads is registered as a computation of its own, which takes its result
+    /// from the shared one, so a later call wanting any one of those keys joins it; all of
+    /// them are removed when the shared task ends, even by a panic.
+    pub(crate) fn join_many<F, Fut>(&self, keys: &[String], start: F) -> Vec<Flight<T>>
+    where
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Vec<T>> + Send + 'static,
+        T: From<Aborted>,
+    {
+        let mut flights = lock(&self.flights);
+        let mut joined: Vec<Option<Flight<T>>> =
+            keys.iter().map(|key| flights.get(key).cloned()).collect();
+        let led: Vec<usize> = (0..keys.len()).filter(|i| joined[*i].is_none()).collect();
+        if !led.is_empty() {
+            let computation = start(led.clone());
+            // As in `join`: the removal needs the lock held here, so it follows the insertions.
+            let leaving = Leaving {
+                registry: Arc::clone(&self.flights),
+                keys: led.iter().map(|i| keys[*i].clone()).collect(),
+            };
+            let task = tokio::spawn(async move {
+                let _leaving = leaving;
+                Arc::new(computation.await)
+            });
+            let together = async move { task.await.map_err(|_| Aborted) }
+                .boxed()
+                .shared();
+            for (nth, index) in led.into_iter().enumerate() {
+                let together = together.clone();
+                let flight = async move {
+                    match together.await {
+                        Ok(results) => results.get(nth).cloned().unwrap_or(T::from(Aborted)),
+                        Err(aborted) => T::from(aborted),
+                    }
+                }
+                .boxed()
+                .shared();
+                flights.insert(keys[index].clone(), flight.clone());
+                joined[index] = Some(flight);
+            }
+        }
+        joined.into_iter().flatten().collect()
+    }
+
     /// True while no computation is under way.
     #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
@@ -67,12 +116,15 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
 
 struct Leaving<T: Clone> {
     registry: Registry<T>,
-    key: String,
+    keys: Vec<String>,
 }
 
 impl<T: Clone> Drop for Leaving<T> {
     fn drop(&mut self) {
-        lock(&self.registry).remove(&self.key);
+        let mut flights = lock(&self.registry);
+        for key in &self.keys {
+            flights.remove(key);
+        }
     }
 }
 

@@ -14,12 +14,21 @@ use crate::ports::{CacheBackend, CacheState, CacheStatus, MockCache, RepositoryE
 struct MapCache {
     entries: Mutex<HashMap<String, Bytes>>,
     puts: AtomicUsize,
+    /// Lookups by key, one by one and in batches.
+    gets: AtomicUsize,
+    batches: AtomicUsize,
 }
 
 #[async_trait]
 impl Cache for MapCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         Ok(self.entries.lock().unwrap().get(key).cloned())
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let entries = self.entries.lock().unwrap();
+        Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
     }
     async fn put(&self, key: &str, value: Bytes, _retain_for: Duration) -> Result<(), CacheError> {
         self.puts.fetch_add(1, Ordering::SeqCst);
@@ -590,6 +599,163 @@ async fn a_write_during_the_wait_ends_it_with_a_load() {
     let answer = reader.await.unwrap().unwrap();
     assert_eq!(&answer.body[..], b"after");
     assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
+
+/// A batch load that records which keys it was given and answers `{key}` for each, once
+/// `release` is notified (at once when it is `None`).
+fn batch_load(
+    asked: Arc<Mutex<Vec<Vec<String>>>>,
+    release: Option<Arc<Notify>>,
+) -> impl FnOnce(Vec<String>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send {
+    move |keys| {
+        async move {
+            asked.lock().unwrap().push(keys.clone());
+            if let Some(release) = release {
+                release.notified().await;
+            }
+            Ok(keys.into_iter().map(Bytes::from).collect())
+        }
+        .boxed()
+    }
+}
+
+fn requests(keys: &[&str]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| ((*k).to_owned(), (*k).to_owned()))
+        .collect()
+}
+
+fn joined(bodies: &[Bytes]) -> Result<Bytes, AppError> {
+    Ok(Bytes::from(bodies.join(&b","[..])))
+}
+
+#[tokio::test]
+async fn a_batch_asks_the_cache_once_and_loads_its_misses_together() {
+    let cache = Arc::new(MapCache::default());
+    let reads = aside(cache.clone());
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let read = |keys: &'static [&'static str]| {
+        let load = batch_load(asked.clone(), None);
+        reads.read_many(KeyFamily::Quote, requests(keys), load, joined)
+    };
+    let first = read(&["a"]).await.unwrap();
+    let both = read(&["b", "a"]).await.unwrap();
+    let again = read(&["b", "a"]).await.unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![vec!["a".to_owned()], vec!["b".to_owned()]]
+    );
+    assert_eq!(
+        [first.outcome, both.outcome, again.outcome],
+        [CacheOutcome::Miss, CacheOutcome::Miss, CacheOutcome::Hit]
+    );
+    assert_eq!(&again.body[..], b"b,a");
+    assert_eq!(
+        (both.etag.clone(), again.etag.clone()),
+        (etag_of(b"b,a"), etag_of(b"b,a"))
+    );
+    assert!(again.max_age <= both.max_age && again.max_age > 0);
+    assert_eq!(cache.batches.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.gets.load(Ordering::SeqCst), 0);
+    assert_eq!(cache.puts.load(Ordering::SeqCst), 2);
+    let count = |event| reads.metrics().count(KeyFamily::Quote, event);
+    assert_eq!(
+        [
+            count(CacheEvent::Hit),
+            count(CacheEvent::Miss),
+            count(CacheEvent::Load)
+        ],
+        [3, 2, 2]
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_batches_sharing_a_cold_key_load_it_once() {
+    let cache = Arc::new(MapCache::default());
+    let reads = Arc::new(aside(cache.clone()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let release = Arc::new(Notify::new());
+    let batch = |keys: &'static [&'static str]| {
+        let (reads, asked, release) = (reads.clone(), asked.clone(), release.clone());
+        tokio::spawn(async move {
+            let load = batch_load(asked, Some(release));
+            reads
+                .read_many(KeyFamily::Quote, requests(keys), load, joined)
+                .await
+        })
+    };
+    let first = batch(&["a", "shared"]);
+    while asked.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let second = batch(&["shared", "c"]);
+    while asked.lock().unwrap().len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    // Both loads are under way; let both finish.
+    while Arc::strong_count(&release) > 1 {
+        release.notify_waiters();
+        tokio::task::yield_now().await;
+    }
+    let (first, second) = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    assert_eq!(
+        (&first.body[..], &second.body[..]),
+        (&b"a,shared"[..], &b"shared,c"[..])
+    );
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![
+            vec!["a".to_owned(), "shared".to_owned()],
+            vec!["c".to_owned()]
+        ]
+    );
+    assert_eq!(reads.metrics().count(KeyFamily::Quote, CacheEvent::Load), 3);
+    assert!(reads.flights.is_idle());
+}
+
+#[tokio::test]
+async fn a_batch_is_served_stale_only_when_every_missed_key_has_a_stale_entry() {
+    let cache = Arc::new(MapCache::default());
+    let policy = CachePolicy {
+        ttl_default: Duration::from_millis(1),
+        ..CachePolicy::default()
+    };
+    let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    reads
+        .read_many(
+            KeyFamily::Quote,
+            requests(&["a", "b"]),
+            batch_load(asked, None),
+            joined,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let failing = || {
+        |_keys: Vec<String>| {
+            async {
+                Err(AppError::Unavailable(RepositoryError::Unavailable(
+                    "down".into(),
+                )))
+            }
+            .boxed()
+        }
+    };
+    let stale = reads
+        .read_many(KeyFamily::Quote, requests(&["a", "b"]), failing(), joined)
+        .await
+        .unwrap();
+    assert_eq!((stale.outcome, stale.max_age), (CacheOutcome::Stale, 0));
+    assert_eq!(&stale.body[..], b"a,b");
+    assert!(stale.age.is_some());
+    let partly = reads
+        .read_many(KeyFamily::Quote, requests(&["a", "new"]), failing(), joined)
+        .await;
+    assert!(matches!(partly, Err(AppError::Unavailable(_))));
 }
 
 fn unavailable() -> AppError {

@@ -81,6 +81,19 @@ pub trait Cache: Send + Sync {
     /// The stored value, or `None` when there is none (or it expired).
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
 
+    /// The stored values of `keys`, in their order, in one round trip to the backend (Redis:
+    /// one pipeline of `GET`s): a batch read must not cost a round trip per key. An error
+    /// concerns the whole batch.
+    ///
+    /// The default asks [`Cache::get`] key by key, which is right for a cache in this process.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+
     /// Stores the value for `retain_for`.
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError>;
 

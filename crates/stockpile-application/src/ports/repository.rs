@@ -83,6 +83,10 @@ pub trait StockRepository: Send + Sync {
     /// A stock with its quote and detail statistics; `None` when no stock has the ticker.
     async fn detail(&self, ticker: &Ticker) -> Result<Option<DetailRecord>, RepositoryError>;
 
+    /// The stocks among `tickers`, with their quotes, in one query; tickers no stock has are
+    /// left out. In no particular order.
+    async fn summaries(&self, tickers: &[Ticker]) -> Result<Vec<StockRecord>, RepositoryError>;
+
     /// The date of the stock's newest bar; `NotFound` when no stock has the ticker.
     async fn latest_bar_date(&self, ticker: &Ticker) -> Result<Option<NaiveDate>, RepositoryError>;
 

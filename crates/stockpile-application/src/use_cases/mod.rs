@@ -9,7 +9,7 @@ mod writes;
 
 pub use self::cache_admin::CacheAdministration;
 pub use self::operations::{DependencyHealth, Operations, Readiness, ReadinessVerdict};
-pub use self::reads::{HistoryRequest, StockReads};
+pub use self::reads::{HistoryRequest, StockReads, MAX_QUOTE_TICKERS};
 pub use self::writes::StockWrites;
 
 #[cfg(doc)]

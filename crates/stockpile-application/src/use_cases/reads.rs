@@ -1,9 +1,11 @@
 //! The cached reads of API.md: every one goes through the cache-aside layer, which computes
 //! its body on a miss with the load given here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::NaiveDate;
 use futures::FutureExt;
 use stockpile_domain::{
@@ -12,8 +14,10 @@ use stockpile_domain::{
 };
 
 use crate::cache_aside::CachedResponse;
-use crate::cache_keys::{detail_key, history_key, leaderboard_key, list_key, top_key, KeyFamily};
-use crate::ports::PeriodReturnRecord;
+use crate::cache_keys::{
+    detail_key, history_key, leaderboard_key, list_key, quote_key, top_key, KeyFamily,
+};
+use crate::ports::{PeriodReturnRecord, StockRecord};
 use crate::service::Stockpile;
 use crate::views::{
     json_body, HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, StockDetail, StockList,
@@ -30,6 +34,13 @@ pub struct HistoryRequest {
     pub interval: Interval,
 }
 
+/// The most tickers one batch of quotes may name.
+pub const MAX_QUOTE_TICKERS: usize = 100;
+
+/// The body of a ticker's quote entry when no stock has the ticker: absent stocks are cached
+/// too, so asking again costs no database work.
+const NO_STOCK: &[u8] = b"null";
+
 /// The reads: each answer is a serialised JSON body, cached.
 #[async_trait]
 pub trait StockReads: Send + Sync {
@@ -44,6 +55,9 @@ pub trait StockReads: Send + Sync {
         limit: u32,
         sector: Option<String>,
     ) -> Result<CachedResponse, AppError>;
+    /// The quotes of 1 to [`MAX_QUOTE_TICKERS`] distinct tickers, in their order, assembled
+    /// from one cache entry per ticker.
+    async fn quotes(&self, tickers: Vec<Ticker>) -> Result<CachedResponse, AppError>;
 }
 
 #[async_trait]
@@ -173,6 +187,72 @@ impl StockReads for Stockpile {
             })
             .await
     }
+
+    async fn quotes(&self, tickers: Vec<Ticker>) -> Result<CachedResponse, AppError> {
+        if tickers.is_empty() || tickers.len() > MAX_QUOTE_TICKERS {
+            return Err(AppError::invalid(
+                "tickers",
+                format!(
+                    "name 1 to {MAX_QUOTE_TICKERS} tickers, not {}",
+                    tickers.len()
+                ),
+            ));
+        }
+        let names: Vec<String> = tickers.iter().map(ToString::to_string).collect();
+        let requests = tickers.into_iter().map(|t| (quote_key(&t), t)).collect();
+        let repository = Arc::clone(&self.repository);
+        self.cache_aside
+            .read_many(
+                KeyFamily::Quote,
+                requests,
+                move |tickers| {
+                    async move {
+                        let found = repository.summaries(&tickers).await?;
+                        quote_bodies(&tickers, found)
+                    }
+                    .boxed()
+                },
+                |bodies| assemble_quotes(&names, bodies),
+            )
+            .await
+    }
+}
+
+/// One entry body per ticker, in order: its summary, or [`NO_STOCK`].
+fn quote_bodies(tickers: &[Ticker], found: Vec<StockRecord>) -> Result<Vec<Bytes>, AppError> {
+    let mut by_ticker: HashMap<Ticker, StockRecord> =
+        found.into_iter().map(|s| (s.ticker.clone(), s)).collect();
+    tickers
+        .iter()
+        .map(|ticker| match by_ticker.remove(ticker) {
+            Some(stock) => json_body(&StockSummary::from(&stock)),
+            None => Ok(Bytes::from_static(NO_STOCK)),
+        })
+        .collect()
+}
+
+/// The [`crate::views::QuoteBatch`] body from the tickers' entry bodies, joined as they are
+/// (a hit serialises nothing again).
+fn assemble_quotes(tickers: &[String], bodies: &[Bytes]) -> Result<Bytes, AppError> {
+    let mut missing = Vec::new();
+    let mut out = BytesMut::with_capacity(bodies.iter().map(Bytes::len).sum::<usize>() + 32);
+    out.put_slice(b"{\"items\":[");
+    let mut first = true;
+    for (ticker, body) in tickers.iter().zip(bodies) {
+        if body.as_ref() == NO_STOCK {
+            missing.push(ticker);
+            continue;
+        }
+        if !first {
+            out.put_u8(b',');
+        }
+        first = false;
+        out.put_slice(body);
+    }
+    out.put_slice(b"],\"missing\":");
+    out.put_slice(&serde_json::to_vec(&missing)?);
+    out.put_u8(b'}');
+    Ok(out.freeze())
 }
 
 fn range_error(error: HistoryRangeError) -> AppError {
@@ -219,6 +299,38 @@ mod tests {
             start_price: Price::from_units(start).unwrap(),
             end_price: Price::from_units(end).unwrap(),
         }
+    }
+
+    #[test]
+    fn assembled_quotes_are_the_serialised_batch() {
+        let summary = |ticker: &str| StockSummary {
+            ticker: ticker.into(),
+            name: format!("{ticker} Inc."),
+            exchange: "NASDAQ".into(),
+            sector: "Tech".into(),
+            currency: "USD".into(),
+            market_cap: None,
+            price: Some(1.5),
+            change: None,
+            change_percent: None,
+            volume: Some(3),
+            as_of: None,
+        };
+        let tickers = ["AAPL", "ZZZZ", "MSFT", "QQQQ"].map(String::from);
+        let bodies = [
+            json_body(&summary("AAPL")).unwrap(),
+            Bytes::from_static(NO_STOCK),
+            json_body(&summary("MSFT")).unwrap(),
+            Bytes::from_static(NO_STOCK),
+        ];
+        let expected = serde_json::to_vec(&crate::views::QuoteBatch {
+            items: vec![summary("AAPL"), summary("MSFT")],
+            missing: vec!["ZZZZ".into(), "QQQQ".into()],
+        })
+        .unwrap();
+        assert_eq!(assemble_quotes(&tickers, &bodies).unwrap(), expected);
+        let none = assemble_quotes(&tickers[1..2], &bodies[1..2]).unwrap();
+        assert_eq!(none.as_ref(), br#"{"items":[],"missing":["ZZZZ"]}"#);
     }
 
     #[test]

@@ -68,6 +68,11 @@ fn recording_cache(invalidated: Arc<Mutex<Vec<String>>>) -> MockCache {
     cache
         .expect_get()
         .returning(move |k| Ok(read.lock().unwrap().get(k).cloned()));
+    let read_many = stored.clone();
+    cache.expect_get_many().returning(move |keys| {
+        let stored = read_many.lock().unwrap();
+        Ok(keys.iter().map(|k| stored.get(k).cloned()).collect())
+    });
     let write = stored.clone();
     cache.expect_put().returning(move |k, v, _| {
         write.lock().unwrap().insert(k.to_owned(), v);
@@ -292,6 +297,7 @@ async fn a_profile_write_invalidates_exactly_its_entries() {
         *invalidated.lock().unwrap(),
         vec![
             "stocks:detail:AAPL",
+            "quotes:AAPL",
             "stocks:list:*",
             "stocks:top:*",
             "leaderboard:top:*"
@@ -319,7 +325,11 @@ async fn a_price_upload_also_invalidates_the_history() {
         .lock()
         .unwrap()
         .contains(&"stocks:history:AAPL:*".to_owned()));
-    assert_eq!(invalidated.lock().unwrap().len(), 5);
+    assert!(invalidated
+        .lock()
+        .unwrap()
+        .contains(&"quotes:AAPL".to_owned()));
+    assert_eq!(invalidated.lock().unwrap().len(), 6);
 }
 
 #[tokio::test]
@@ -400,5 +410,125 @@ async fn cache_administration_checks_its_input_and_tolerates_a_disabled_cache() 
     assert!(matches!(
         service.clear_cache().await,
         Err(AppError::CacheUnavailable(_))
+    ));
+}
+
+fn ticker(name: &str) -> Ticker {
+    Ticker::parse(name).unwrap()
+}
+
+fn stock(name: &str) -> StockRecord {
+    StockRecord {
+        ticker: ticker(name),
+        name: format!("{name} Corp."),
+        ..record()
+    }
+}
+
+#[tokio::test]
+async fn quotes_load_every_miss_in_one_query_and_cache_the_absent_too() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .with(eq(vec![ticker("MSFT"), ticker("ZZZZ"), ticker("AAPL")]))
+        .times(1)
+        // In no particular order, as the port allows.
+        .returning(|_| Ok(vec![stock("AAPL"), stock("MSFT")]));
+    let service = service(repository, recording_cache(Arc::default()));
+    let tickers = || vec![ticker("MSFT"), ticker("ZZZZ"), ticker("AAPL")];
+    let first = service.quotes(tickers()).await.unwrap();
+    let second = service.quotes(tickers()).await.unwrap();
+    assert_eq!(
+        (first.outcome, second.outcome),
+        (CacheOutcome::Miss, CacheOutcome::Hit)
+    );
+    assert_eq!(
+        (first.body.clone(), first.etag.clone()),
+        (second.body, second.etag)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    let items: Vec<_> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ticker"].as_str().unwrap())
+        .collect();
+    assert_eq!(items, ["MSFT", "AAPL"]);
+    assert_eq!(json["missing"], serde_json::json!(["ZZZZ"]));
+    assert_eq!(json["items"][1]["price"], 200.0);
+    assert!(first.max_age > 0 && second.max_age <= first.max_age);
+    let metrics = service.cache_aside.metrics();
+    let count = |event| metrics.count(crate::cache_keys::KeyFamily::Quote, event);
+    use crate::metrics::CacheEvent;
+    assert_eq!(
+        [
+            count(CacheEvent::Hit),
+            count(CacheEvent::Miss),
+            count(CacheEvent::Load)
+        ],
+        [3, 3, 3]
+    );
+}
+
+#[tokio::test]
+async fn quotes_load_only_the_tickers_that_missed() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .with(eq(vec![ticker("AAPL")]))
+        .times(1)
+        .returning(|_| Ok(vec![stock("AAPL")]));
+    repository
+        .expect_summaries()
+        .with(eq(vec![ticker("MSFT")]))
+        .times(1)
+        .returning(|_| Ok(vec![stock("MSFT")]));
+    let service = service(repository, recording_cache(Arc::default()));
+    service.quotes(vec![ticker("AAPL")]).await.unwrap();
+    let both = service
+        .quotes(vec![ticker("AAPL"), ticker("MSFT")])
+        .await
+        .unwrap();
+    assert_eq!(both.outcome, CacheOutcome::Miss);
+    let json: serde_json::Value = serde_json::from_slice(&both.body).unwrap();
+    assert_eq!(json["items"].as_array().unwrap().len(), 2);
+    assert_eq!(json["missing"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn quotes_bypass_a_disabled_cache_and_refuse_an_empty_or_oversized_batch() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .times(1)
+        .returning(|_| Ok(vec![stock("AAPL")]));
+    let mut cache = MockCache::new();
+    cache
+        .expect_get_many()
+        .times(1)
+        .returning(|_| Err(CacheError::Disabled));
+    cache.expect_put().never();
+    let service = service(repository, cache);
+    let answer = service.quotes(vec![ticker("AAPL")]).await.unwrap();
+    assert_eq!((answer.outcome, answer.max_age), (CacheOutcome::Bypass, 0));
+    for count in [0, crate::MAX_QUOTE_TICKERS + 1] {
+        let tickers = (0..count).map(|i| ticker(&format!("T{i}"))).collect();
+        match service.quotes(tickers).await {
+            Err(AppError::Invalid(errors)) => assert_eq!(errors[0].field, "tickers"),
+            other => panic!("expected a 400 about tickers, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_quote_batch_fails_when_the_database_does_and_nothing_stale_stands_in() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+    let service = service(repository, recording_cache(Arc::default()));
+    assert!(matches!(
+        service.quotes(vec![ticker("AAPL")]).await,
+        Err(AppError::Unavailable(_))
     ));
 }

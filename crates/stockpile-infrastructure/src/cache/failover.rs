@@ -198,6 +198,17 @@ impl Cache for FallbackCache {
         shared.memory().get(key).await
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let shared = &self.shared;
+        if shared.on_redis() {
+            match shared.tiers.get_many(keys).await {
+                Ok(values) => return Ok(values),
+                Err(e) => shared.switch_to_memory(&e),
+            }
+        }
+        shared.memory().get_many(keys).await
+    }
+
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {

@@ -120,6 +120,34 @@ impl TwoTier {
         })
     }
 
+    /// The values of `keys`, in their order, as [`TwoTier::get`] would answer each: from
+    /// memory while it serves as the first tier, with the keys it lacks asked of Redis in one
+    /// round trip (and filled in memory); from Redis alone otherwise.
+    ///
+    /// # Errors
+    /// Redis's.
+    pub(super) async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        if !self.first_tier() {
+            return self.redis.mget(keys).await;
+        }
+        let mut values = self.memory.get_many(keys).await?;
+        let lacking: Vec<usize> = (0..keys.len()).filter(|i| values[*i].is_none()).collect();
+        if lacking.is_empty() {
+            return Ok(values);
+        }
+        let lacking_keys: Vec<String> = lacking.iter().map(|i| keys[*i].clone()).collect();
+        let epoch = self.epoch();
+        let found = self.redis.mget_with_ttl(&lacking_keys).await?;
+        for (index, found) in lacking.into_iter().zip(found) {
+            if let Some((value, left)) = found {
+                let left = left.unwrap_or(super::LONGEST_TTL);
+                self.fill(&keys[index], value.clone(), left, epoch).await;
+                values[index] = Some(value);
+            }
+        }
+        Ok(values)
+    }
+
     /// Stores in Redis, then in the first tier.
     ///
     /// # Errors

@@ -230,6 +230,10 @@ impl StockRepository for SeaOrmStockRepository {
         reads::detail(&self.db, ticker).await
     }
 
+    async fn summaries(&self, tickers: &[Ticker]) -> Result<Vec<StockRecord>, RepositoryError> {
+        reads::summaries(&self.db, tickers).await
+    }
+
     async fn latest_bar_date(&self, ticker: &Ticker) -> Result<Option<NaiveDate>, RepositoryError> {
         let stock_id = Self::stock_id(&self.db, ticker).await?;
         // The quote is dated by the stock's newest bar, so one key lookup answers.

@@ -247,6 +247,25 @@ struct VolumeRow {
     bar_count: i64,
 }
 
+/// The stocks among `tickers` with their quotes, in one query.
+pub(super) async fn summaries<C: ConnectionTrait>(
+    db: &C,
+    tickers: &[Ticker],
+) -> Result<Vec<StockRecord>, RepositoryError> {
+    if tickers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut select = stocks_with_quotes();
+    select.and_where(
+        Expr::col((stock::Entity, stock::Column::Ticker)).is_in(tickers.iter().map(Ticker::as_str)),
+    );
+    fetch_stocks(db, &select)
+        .await?
+        .into_iter()
+        .map(StockRow::into_record)
+        .collect()
+}
+
 pub(super) async fn detail<C: ConnectionTrait>(
     db: &C,
     ticker: &Ticker,

@@ -13,6 +13,7 @@ mod compose;
 mod durability;
 mod fleet;
 mod outage;
+mod quotes;
 mod reads;
 mod schemathesis;
 mod secrets;

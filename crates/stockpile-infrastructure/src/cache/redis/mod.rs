@@ -6,6 +6,7 @@
 //! blocks the server for the whole keyspace, and the flushes would take other applications'
 //! keys with ours.
 
+mod batch;
 mod connection;
 mod lease;
 mod pubsub;
@@ -104,22 +105,24 @@ impl RedisCache {
             .arg(&full_key)
             .cmd("PTTL")
             .arg(&full_key);
-        let (value, pttl): (Option<Vec<u8>>, i64) = self.connections.run(&pipeline).await?;
-        Ok(value.and_then(|value| {
-            let left = match pttl {
-                // No expiry.
-                -1 => None,
-                // Gone between the two commands, or expiring now.
-                millis if millis <= 0 => return None,
-                millis => Some(Duration::from_millis(millis.unsigned_abs())),
-            };
-            Some((Bytes::from(value), left))
-        }))
+        Ok(with_left(self.connections.run(&pipeline).await?))
     }
 
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.key_prefix)
     }
+}
+
+/// A value and its `PTTL` as one key's answer: `None` when absent, gone between the two
+/// commands or expiring now; how long it has left otherwise (`None`: no expiry).
+fn with_left((value, pttl): (Option<Vec<u8>>, i64)) -> Option<(Bytes, Option<Duration>)> {
+    let value = value?;
+    let left = match pttl {
+        -1 => None,
+        millis if millis <= 0 => return None,
+        millis => Some(Duration::from_millis(millis.unsigned_abs())),
+    };
+    Some((Bytes::from(value), left))
 }
 
 #[async_trait]
@@ -129,6 +132,10 @@ impl Cache for RedisCache {
         get.arg(self.full_key(key));
         let value: Option<Vec<u8>> = self.connections.run(&get).await?;
         Ok(value.map(Bytes::from))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.mget(keys).await
     }
 
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {

@@ -388,3 +388,35 @@ fn each_worker_thread_reads_through_its_own_connection_and_replaces_it_after_a_r
         worker.join().expect("every read of the worker succeeded");
     }
 }
+
+#[tokio::test]
+async fn a_batch_is_one_pipeline_under_the_prefix() {
+    let Some(redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let cache = redis.cache(&prefix);
+    put(&cache, "quotes:AAPL", Duration::from_secs(60)).await;
+    put(&cache, "quotes:MSFT", Duration::from_secs(60)).await;
+    let monitor = Monitor::start(&redis.url).await;
+    let keys = ["quotes:MSFT", "quotes:ZZZZ", "quotes:AAPL"].map(String::from);
+    let values = cache.get_many(&keys).await.expect("answers");
+    let commands = monitor.stop().await;
+    assert_eq!(
+        values,
+        [
+            Some(Bytes::from("value of quotes:MSFT")),
+            None,
+            Some(Bytes::from("value of quotes:AAPL"))
+        ]
+    );
+    let ours: Vec<&String> = commands
+        .iter()
+        .filter(|(_, line)| line.contains(&redis.base))
+        .map(|(name, _)| name)
+        .collect();
+    // One pipeline of single-key GETs (no MGET, which a Cluster refuses across slots).
+    assert_eq!(ours, ["GET", "GET", "GET"], "one GET per key, pipelined");
+    assert!(cache.get_many(&[]).await.expect("answers").is_empty());
+    redis.cleanup().await;
+}

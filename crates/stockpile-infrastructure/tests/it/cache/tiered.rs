@@ -291,3 +291,50 @@ async fn two_instances_share_one_lease_through_redis() {
     b.release_lease("cold").await.expect("answers");
     redis.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_batch_takes_what_memory_has_and_asks_redis_once_for_the_rest() {
+    let Some(redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let cache = tiered(&redis.url, &prefix, HOUR).await;
+    let value = |key: &str| Bytes::from(format!("value of {key}"));
+    // AAPL goes through the cache (both tiers); MSFT is only in Redis.
+    cache
+        .put("quotes:AAPL", value("quotes:AAPL"), HOUR)
+        .await
+        .unwrap();
+    let only_redis = RedisCache::new(&settings(&redis.url, &prefix));
+    only_redis
+        .put("quotes:MSFT", value("quotes:MSFT"), HOUR)
+        .await
+        .unwrap();
+    let monitor = super::support::Monitor::start(&redis.url).await;
+    let keys = ["quotes:AAPL", "quotes:MSFT", "quotes:ZZZZ"].map(String::from);
+    let values = cache.get_many(&keys).await.expect("always answers");
+    let commands = monitor.stop().await;
+    assert_eq!(
+        values,
+        [Some(value("quotes:AAPL")), Some(value("quotes:MSFT")), None]
+    );
+    let lines: Vec<&String> = commands
+        .iter()
+        .filter(|(_, line)| line.contains(&redis.base))
+        .map(|(_, line)| line)
+        .collect();
+    // One pipelined GET (with its PTTL) per key memory lacked, none for the one it had.
+    let gets: Vec<&&String> = lines.iter().filter(|l| l.contains("\"GET\"")).collect();
+    assert_eq!(gets.len(), 2, "{lines:?}");
+    assert!(
+        !gets.iter().any(|l| l.contains("quotes:AAPL")),
+        "memory answered AAPL: {lines:?}"
+    );
+    // MSFT was filled in memory: gone from Redis, still served.
+    let mut conn = raw(&redis.url).await;
+    unlink(&mut conn, &format!("{prefix}quotes:MSFT")).await;
+    let again = cache.get_many(&keys[1..2]).await.unwrap();
+    assert_eq!(again, [Some(value("quotes:MSFT"))]);
+    drop(cache);
+    redis.cleanup().await;
+}

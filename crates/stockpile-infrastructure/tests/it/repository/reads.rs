@@ -419,3 +419,27 @@ async fn period_returns_start_at_the_last_close_on_or_before_the_start() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn summaries_answer_the_named_stocks_with_their_quotes_in_one_query() {
+    on_each_backend(|db| async move {
+        let repo: &dyn StockRepository = &db.repo;
+        seed_sort_keys(repo).await;
+        let asked = ["EEE", "ZZZ", "BBB", "AAA"].map(ticker);
+        let mut found = repo.summaries(&asked).await.unwrap();
+        found.sort_by(|a, b| a.ticker.cmp(&b.ticker));
+        assert_eq!(
+            tickers(found.iter().map(|s| &s.ticker)),
+            ["AAA", "BBB", "EEE"]
+        );
+        let aaa = &found[0];
+        assert_eq!((aaa.name.as_str(), aaa.market_cap), ("banana", Some(300)));
+        let quote = aaa.quote.as_ref().unwrap();
+        assert_eq!((quote.price, quote.volume), (price(110_000), 100));
+        assert_eq!(quote.as_of, date(2025, 11, 21));
+        assert!(found[1].quote.is_none(), "BBB has no bars");
+        assert!(repo.summaries(&[]).await.unwrap().is_empty());
+        assert!(repo.summaries(&[ticker("NONE")]).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -1,0 +1,241 @@
+//! A read answered from many entries at once (`GET /api/quotes`: one entry per ticker).
+//!
+//! - One cache round trip for the whole batch ([`Cache::get_many`]).
+//! - One load for every key that missed, given all of them together (one database query),
+//!   with single flight per key: a key another read is already loading, alone or in its own
+//!   batch, joins that load, and the keys this batch leads are registered one by one, so a
+//!   concurrent batch sharing any of them joins this load for those.
+//! - Each entry is stored, under the same write-race rule as a single read's, with its own
+//!   jittered TTL; an entry that stands for "nothing there" is an entry like any other.
+//! - A load asks the database breaker once for the whole batch; refused, every key it leads
+//!   fails as the database being unavailable.
+//! - When the database is unavailable, every key that missed needs an expired entry within
+//!   the stale-if-error window, or the whole read fails. When every key that missed has one,
+//!   the read waits no longer than the soft timeout for the load, which goes on.
+//!
+//! A batch's load takes no cross-instance lease: taking one per key would cost a round trip
+//! per missed key, and two instances loading the same cold tickers at the same instant cost
+//! one extra query each, not one per ticker.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{join_all, BoxFuture};
+
+use super::entry::{etag_of, now_ms, Entry};
+use super::{jittered, millis, CacheAside, CacheOutcome, CachedResponse, Found, LoadFailure};
+use crate::cache_keys::KeyFamily;
+use crate::metrics::CacheEvent;
+use crate::AppError;
+
+/// One key's part of a batch before it is known: a fresh entry, or a miss (with the expired
+/// entry that may stand in for a failing database).
+enum Part {
+    Ready(CachedResponse),
+    Missed(Option<Entry>),
+}
+
+impl CacheAside {
+    /// The answer assembled from the entries under the keys of `requests`: each key's
+    /// body is its entry's, computed on a miss by `load` (given the requests' items of
+    /// every key this read loads, answering one body per item, in order). `assemble` joins
+    /// the bodies, in the order of `requests`, into the answer's body.
+    ///
+    /// The answer is `HIT` when every entry was fresh, `STALE` when any was served stale,
+    /// `MISS` when any was loaded, `BYPASS` with the cache off or unreachable; its max-age is
+    /// the least any entry has left, and its ETag that of the assembled body.
+    ///
+    /// # Errors
+    /// What `load` or `assemble` returns, unless stale entries within the stale-if-error
+    /// window can stand in for an unavailable database for every key that missed.
+    pub async fn read_many<K, F, A>(
+        &self,
+        family: KeyFamily,
+        requests: Vec<(String, K)>,
+        load: F,
+        assemble: A,
+    ) -> Result<CachedResponse, AppError>
+    where
+        K: Send + 'static,
+        F: FnOnce(Vec<K>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send,
+        A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
+    {
+        let now = now_ms();
+        let (keys, items): (Vec<String>, Vec<K>) = requests.into_iter().unzip();
+        let (mut parts, bypass) = self.look_up(family, &keys, now).await;
+        let missed: Vec<usize> = (0..parts.len())
+            .filter(|i| matches!(parts[*i], Part::Missed(_)))
+            .collect();
+        if !missed.is_empty() {
+            let missed_keys: Vec<String> = missed.iter().map(|i| keys[*i].clone()).collect();
+            let mut items: Vec<Option<K>> = items.into_iter().map(Some).collect();
+            let flights = self.flights.join_many(&missed_keys, |led| {
+                let led_keys = led.iter().map(|n| missed_keys[*n].clone()).collect();
+                let led_items = led
+                    .iter()
+                    .filter_map(|n| items[missed[*n]].take())
+                    .collect();
+                let count = led.len();
+                self.guarded(
+                    || self.batch_flight(family, led_keys, load(led_items), !bypass),
+                    |results| {
+                        results
+                            .iter()
+                            .any(|r| matches!(r, Err(LoadFailure::Unavailable(_))))
+                    },
+                    move |failure| vec![Err(failure); count],
+                )
+            });
+            let stale_at_hand = missed.iter().all(
+                |i| matches!(&parts[*i], Part::Missed(Some(entry)) if self.servable(entry, now)),
+            );
+            let loaded = self
+                .patiently(join_all(flights), stale_at_hand, |failure| {
+                    vec![Err(failure); missed.len()]
+                })
+                .await;
+            for (index, result) in missed.into_iter().zip(loaded) {
+                let answer = match result {
+                    Ok((entry, ttl_ms)) => CachedResponse::loaded(entry, ttl_ms, bypass),
+                    Err(LoadFailure::Unavailable(why)) => {
+                        let expired = match std::mem::replace(&mut parts[index], Part::Missed(None))
+                        {
+                            Part::Missed(expired) => expired,
+                            Part::Ready(_) => None,
+                        };
+                        expired
+                            .and_then(|entry| self.stale(entry, now, &why))
+                            .ok_or_else(|| AppError::from(LoadFailure::Unavailable(why)))?
+                    }
+                    Err(other) => return Err(other.into()),
+                };
+                parts[index] = Part::Ready(answer);
+            }
+        }
+        let answers: Vec<CachedResponse> = parts
+            .into_iter()
+            .filter_map(|part| match part {
+                Part::Ready(answer) => Some(answer),
+                Part::Missed(_) => None,
+            })
+            .collect();
+        combine(&answers, bypass, assemble)
+    }
+
+    /// Every key's part as the cache has it, in one round trip, and whether the cache is
+    /// bypassed (off or unreachable). Counts a hit or a miss per key.
+    async fn look_up(&self, family: KeyFamily, keys: &[String], now: u64) -> (Vec<Part>, bool) {
+        let values = match self.cache.get_many(keys).await {
+            Ok(values) if values.len() == keys.len() => values,
+            Ok(_) => {
+                let wrong = crate::ports::CacheError::Unavailable(
+                    "the cache answered a batch with another number of values".to_owned(),
+                );
+                self.unreachable(family, &wrong, keys.len());
+                return (keys.iter().map(|_| Part::Missed(None)).collect(), true);
+            }
+            Err(error) => {
+                self.unreachable(family, &error, keys.len());
+                return (keys.iter().map(|_| Part::Missed(None)).collect(), true);
+            }
+        };
+        let parts = keys
+            .iter()
+            .zip(values)
+            .map(|(key, raw)| match self.found(family, key, raw, now) {
+                Found::Fresh(entry) => {
+                    self.metrics.record(family, CacheEvent::Hit);
+                    Part::Ready(CachedResponse::hit(entry, now))
+                }
+                Found::Expired(expired) => {
+                    self.metrics.record(family, CacheEvent::Miss);
+                    Part::Missed(Some(expired))
+                }
+                Found::Nothing => {
+                    self.metrics.record(family, CacheEvent::Miss);
+                    Part::Missed(None)
+                }
+            })
+            .collect();
+        (parts, false)
+    }
+
+    /// One load of `keys` together: the load, then each entry stored (when `store`).
+    /// Answers one result per key, in order.
+    fn batch_flight(
+        &self,
+        family: KeyFamily,
+        keys: Vec<String>,
+        load: BoxFuture<'static, Result<Vec<Bytes>, AppError>>,
+        store: bool,
+    ) -> impl Future<Output = Vec<Result<(Entry, u64), LoadFailure>>> + Send + 'static {
+        let mut stored = self.store_for(family);
+        let ttl = self.policy.ttl(family);
+        let stale_if_error = self.policy.stale_if_error;
+        async move {
+            stored.begin();
+            for _ in &keys {
+                stored.metrics.record(family, CacheEvent::Load);
+            }
+            let bodies = match load.await {
+                Ok(bodies) if bodies.len() == keys.len() => bodies,
+                Ok(bodies) => {
+                    let failure = LoadFailure::Other(format!(
+                        "a batch load answered {} bodies for {} keys",
+                        bodies.len(),
+                        keys.len()
+                    ));
+                    return vec![Err(failure); keys.len()];
+                }
+                Err(error) => return vec![Err(LoadFailure::from(&error)); keys.len()],
+            };
+            let entries: Vec<(Entry, u64)> = bodies
+                .into_iter()
+                .map(|body| {
+                    let ttl_ms = millis(jittered(ttl));
+                    (Entry::new(body, ttl_ms), ttl_ms)
+                })
+                .collect();
+            if store {
+                let stored = &stored;
+                join_all(keys.iter().zip(&entries).map(|(key, (entry, ttl_ms))| {
+                    stored.put(key, entry, Duration::from_millis(*ttl_ms) + stale_if_error)
+                }))
+                .await;
+            }
+            entries.into_iter().map(Ok).collect()
+        }
+    }
+}
+
+/// The batch's answer from every key's: the assembled body, the most telling outcome, the
+/// least max-age, the oldest age.
+fn combine<A>(
+    answers: &[CachedResponse],
+    bypass: bool,
+    assemble: A,
+) -> Result<CachedResponse, AppError>
+where
+    A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
+{
+    let bodies: Vec<Bytes> = answers.iter().map(|a| a.body.clone()).collect();
+    let body = assemble(&bodies)?;
+    let any = |outcome| answers.iter().any(|a| a.outcome == outcome);
+    let outcome = if bypass {
+        CacheOutcome::Bypass
+    } else if any(CacheOutcome::Stale) {
+        CacheOutcome::Stale
+    } else if any(CacheOutcome::Miss) {
+        CacheOutcome::Miss
+    } else {
+        CacheOutcome::Hit
+    };
+    Ok(CachedResponse {
+        etag: etag_of(&body),
+        body,
+        outcome,
+        max_age: answers.iter().map(|a| a.max_age).min().unwrap_or(0),
+        age: answers.iter().filter_map(|a| a.age).max(),
+    })
+}
