@@ -113,16 +113,29 @@ fn labelled(path: &'static str) -> Resource {
     web::resource(path).app_data(middleware::RouteTemplate(path))
 }
 
+/// `GET`, and `HEAD` with it: API.md answers `HEAD` wherever `GET` is (actix sends the same
+/// status and headers without the body).
+fn get_or_head() -> impl guard::Guard {
+    guard::Any(guard::Get()).or(guard::Head())
+}
+
 fn resource(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
     let allow = routes
         .iter()
-        .map(|(method, _)| method.as_str())
+        .flat_map(|(method, _)| {
+            let head = (*method == Method::GET).then_some(Method::HEAD.as_str());
+            std::iter::once(method.as_str()).chain(head)
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let resource = routes
         .into_iter()
         .fold(labelled(path), |resource, (method, route)| {
-            resource.route(route.method(method))
+            if method == Method::GET {
+                resource.route(route.guard(get_or_head()))
+            } else {
+                resource.route(route.method(method))
+            }
         });
     resource.default_service(web::to(move |req: HttpRequest| {
         let allow = allow.clone();
@@ -148,12 +161,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         ))
         .service(
             labelled("/api/stocks/top")
-                .guard(guard::Get())
+                .guard(get_or_head())
                 .to(reads::top_movers),
         )
         .service(
             labelled("/api/stocks/leaderboard/top")
-                .guard(guard::Get())
+                .guard(get_or_head())
                 .to(reads::leaderboard),
         )
         .service(resource(

@@ -22,18 +22,18 @@ async fn unmatched_paths_are_404_problems() {
 #[actix_web::test]
 async fn wrong_methods_are_405_problems() {
     let cases = [
-        (TestRequest::post().uri("/api/stocks"), "GET"),
+        (TestRequest::post().uri("/api/stocks"), "GET, HEAD"),
         (
             TestRequest::patch().uri("/api/stocks/AAPL"),
-            "GET, PUT, DELETE",
+            "GET, HEAD, PUT, DELETE",
         ),
         (
             TestRequest::post().uri("/api/stocks/top"),
-            "GET, PUT, DELETE",
+            "GET, HEAD, PUT, DELETE",
         ),
         (TestRequest::get().uri("/api/stocks/AAPL/prices"), "POST"),
         (TestRequest::get().uri("/api/cache"), "DELETE"),
-        (TestRequest::delete().uri("/health"), "GET"),
+        (TestRequest::delete().uri("/health"), "GET, HEAD"),
     ];
     for (req, allow) in cases {
         let reply = send(untouched(), Admin::Off, req).await;

@@ -188,3 +188,47 @@ async fn operations_endpoints_answer() {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn head_is_answered_wherever_get_is_with_the_same_status_and_headers_and_no_body() {
+    let app = app().await;
+    let list = app.json("/api/stocks").await;
+    let detail = format!(
+        "/api/stocks/{}",
+        list["items"][0]["ticker"].as_str().unwrap()
+    );
+    let client = reqwest::Client::new();
+    for path in [
+        detail.as_str(),
+        "/api/stocks",
+        "/api/stocks/top",
+        "/api/stocks/leaderboard/top",
+        "/api/stocks/ZZZZ",
+        "/health",
+    ] {
+        let got = app.get(path).await;
+        let (status, headers) = (got.status(), got.headers().clone());
+        let body = got.bytes().await.unwrap();
+        let head = client
+            .head(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), status, "HEAD {path}");
+        for name in ["content-type", "etag", "cache-control", "content-length"] {
+            assert_eq!(
+                head.headers().get(name),
+                headers.get(name),
+                "HEAD {path}: {name}"
+            );
+        }
+        if status == 200 && headers.contains_key("etag") {
+            assert_eq!(head.headers()["x-cache"], "HIT", "HEAD {path} after a GET");
+        }
+        assert!(!body.is_empty(), "GET {path} has a body");
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} sent a body"
+        );
+    }
+}
