@@ -7,6 +7,7 @@
 //! the body's with `-br` or `-gzip` inside the quotes: a hash of the body alone, the same on
 //! every instance.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -138,16 +139,21 @@ fn parse_q(parameter: &str, q: u16) -> Option<u16> {
     }
 }
 
-/// The coding this body is sent in for a request preferring `preferred`: none for short bodies.
-pub fn chosen(preferred: Option<Coding>, body: &[u8]) -> Option<Coding> {
-    preferred.filter(|_| body.len() >= MIN_COMPRESSED_LEN)
+/// The coding this body is sent in for a request with these headers: none for short bodies,
+/// whose requests (most small hits) are answered without reading `Accept-Encoding` at all.
+pub fn chosen(headers: &HeaderMap, body: &[u8]) -> Option<Coding> {
+    if body.len() < MIN_COMPRESSED_LEN {
+        return None;
+    }
+    preferred(headers)
 }
 
 /// The ETag of the body's representation in `coding`: `"abc"` becomes `"abc-br"`.
-pub fn representation_etag(etag: &str, coding: Option<Coding>) -> String {
+/// The body's own ETag is returned as it is, without a copy: that is every uncompressed hit.
+pub fn representation_etag(etag: &str, coding: Option<Coding>) -> Cow<'_, str> {
     match (coding, etag.strip_suffix('"')) {
-        (Some(coding), Some(open)) => format!("{open}-{}\"", coding.token()),
-        _ => etag.to_owned(),
+        (Some(coding), Some(open)) => Cow::Owned(format!("{open}-{}\"", coding.token())),
+        _ => Cow::Borrowed(etag),
     }
 }
 
@@ -155,7 +161,7 @@ pub fn representation_etag(etag: &str, coding: Option<Coding>) -> String {
 pub fn every_representation_etag(etag: &str) -> impl Iterator<Item = String> + '_ {
     std::iter::once(None)
         .chain(Coding::ALL.map(Some))
-        .map(move |coding| representation_etag(etag, coding))
+        .map(move |coding| representation_etag(etag, coding).into_owned())
 }
 
 type Store = moka::sync::Cache<(Arc<str>, Coding), Bytes>;
@@ -271,15 +277,13 @@ mod tests {
 
     #[test]
     fn short_bodies_are_sent_as_they_are() {
+        let gzip = accepting(&["gzip"]);
+        assert_eq!(chosen(&gzip, &[b'a'; MIN_COMPRESSED_LEN - 1]), None);
         assert_eq!(
-            chosen(Some(Coding::Gzip), &[b'a'; MIN_COMPRESSED_LEN - 1]),
-            None
-        );
-        assert_eq!(
-            chosen(Some(Coding::Gzip), &[b'a'; MIN_COMPRESSED_LEN]),
+            chosen(&gzip, &[b'a'; MIN_COMPRESSED_LEN]),
             Some(Coding::Gzip)
         );
-        assert_eq!(chosen(None, &[b'a'; 10_000]), None);
+        assert_eq!(chosen(&accepting(&[]), &[b'a'; 10_000]), None);
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn x_cache(outcome: CacheOutcome) -> &'static str {
 
 /// The answer of a cached read: 200 with the body, or 304 with the same validators.
 pub async fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse {
-    let coding = compression::chosen(compression::preferred(req.headers()), &cached.body);
+    let coding = compression::chosen(req.headers(), &cached.body);
     let not_modified = not_modified(req, &cached.etag);
     let mut builder = if not_modified {
         HttpResponse::NotModified()
@@ -63,7 +63,7 @@ pub async fn respond(req: &HttpRequest, cached: CachedResponse) -> HttpResponse 
         .insert_header((header::CACHE_CONTROL, cache_control(&cached)))
         .insert_header((
             header::ETAG,
-            compression::representation_etag(&cached.etag, coding),
+            compression::representation_etag(&cached.etag, coding).as_ref(),
         ))
         .insert_header((header::VARY, "Accept-Encoding"));
     if cached.outcome == CacheOutcome::Stale {
