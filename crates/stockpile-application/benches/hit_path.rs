@@ -13,10 +13,10 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::FutureExt;
 use stockpile_application::cache_aside::{CacheAside, CachePolicy};
-use stockpile_application::cache_keys::{list_key, KeyFamily};
+use stockpile_application::cache_keys::{detail_key, list_key, quote_key, EntryKey, KeyFamily};
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState, CacheStatus};
-use stockpile_domain::{ListQuery, PageRequest, SortField, SortOrder};
+use stockpile_domain::{ListQuery, PageRequest, SortField, SortOrder, Ticker};
 
 /// The cheapest possible store, so the figures are the read path's own cost.
 #[derive(Default)]
@@ -57,6 +57,10 @@ impl Cache for MapCache {
     }
 }
 
+fn ticker(symbol: &str) -> Ticker {
+    Ticker::parse(symbol).expect("a valid ticker")
+}
+
 fn query() -> ListQuery {
     ListQuery {
         search: Some("inc".into()),
@@ -94,7 +98,7 @@ fn cached_read(c: &mut Criterion) {
         runtime.block_on(async {
             let stored = body.clone();
             reads
-                .read(KeyFamily::List, "k".into(), move || {
+                .read(KeyFamily::List, list_key(&query()), move || {
                     async move { Ok(stored) }.boxed()
                 })
                 .await
@@ -103,7 +107,7 @@ fn cached_read(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("body bytes", size), &size, |b, _| {
             b.to_async(&runtime).iter(|| async {
                 reads
-                    .read(KeyFamily::List, "k".into(), || {
+                    .read(KeyFamily::List, list_key(&query()), || {
                         async { unreachable!("a hit never loads") }.boxed()
                     })
                     .await
@@ -132,8 +136,11 @@ fn batch_read(c: &mut Criterion) {
         Arc::new(CacheMetrics::default()),
         CachePolicy::default(),
     );
-    let requests =
-        || -> Vec<(String, usize)> { (0..100).map(|i| (format!("quotes:T{i}"), i)).collect() };
+    let requests = || -> Vec<(EntryKey, usize)> {
+        (0..100)
+            .map(|i| (quote_key(&ticker(&format!("T{i}"))), i))
+            .collect()
+    };
     let join = |bodies: &[Bytes]| Ok(Bytes::from(bodies.join(&b","[..])));
     runtime.block_on(async {
         reads
@@ -146,7 +153,7 @@ fn batch_read(c: &mut Criterion) {
             .await
             .expect("stored");
         reads
-            .read(KeyFamily::Detail, "one".into(), || {
+            .read(KeyFamily::Detail, detail_key(&ticker("AAPL")), || {
                 async { Ok(summary_body(0)) }.boxed()
             })
             .await
@@ -156,7 +163,7 @@ fn batch_read(c: &mut Criterion) {
     group.bench_function("one entry (a detail hit)", |b| {
         b.to_async(&runtime).iter(|| async {
             reads
-                .read(KeyFamily::Detail, "one".into(), || {
+                .read(KeyFamily::Detail, detail_key(&ticker("AAPL")), || {
                     async { unreachable!("a hit never loads") }.boxed()
                 })
                 .await

@@ -1,12 +1,32 @@
 //! The cache-aside protocol every use case goes through: reads look the answer up under its
 //! key and on a miss compute it once (however many requests miss at the same moment), store it
-//! with its TTL and return it; writes run through [`CacheAside::write`], which marks the write's
-//! start, runs it, and removes what it made stale.
+//! with its TTL and return it; writes run through [`CacheAside::write`], which runs the write
+//! and then revokes the generations of what it made stale.
 //!
 //! An entry ([`entry`]) is the serialised response body with its ETag and two timestamps, so a
 //! hit does no database work and no serialisation. Entries are kept past their TTL for the
 //! stale-if-error window: an expired entry is a miss, but when the database then fails it is
 //! served stale rather than failing the request.
+//!
+//! # Generations: invalidation that costs the same at any size, and no stale store
+//!
+//! Every entry belongs to a generation ([`crate::cache_keys`]): a key beside the entries
+//! holding a random token. A read fetches the entry and its generation together (one round
+//! trip) and serves the entry only while the generation still holds the token the entry
+//! carries. A write, once committed, deletes the generation keys of what it made stale: that
+//! is all it does to the cache, whether Redis holds ten keys or ten million. A load learns
+//! its generation (starting one when there is none) *before* it reads the database, and stamps
+//! its entry with it; so:
+//!
+//! - a load that read the database before a write committed learned the generation before
+//!   the write deleted it, and its entry, stored whenever it is, is never served: on any
+//!   instance, since the generation lives in the shared cache;
+//! - a load that learned a generation after a write deleted it started its database read
+//!   after the commit, and its entry is fresh;
+//! - a generation that vanishes without a write (evicted, lost in a restart) only makes its
+//!   entries misses, and the one started next holds a new random token, so no superseded entry
+//!   is ever current again. A superseded entry is not served stale either: it may predate a
+//!   write.
 //!
 //! One load per miss holds inside the process ([`single_flight`]) and across instances
 //! ([`lease`]): before loading, a flight takes a short lease on the key in the shared cache.
@@ -21,7 +41,6 @@ mod lease;
 mod single_flight;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +51,11 @@ use rand::Rng;
 use self::breaker::{Admission, Breaker};
 pub use self::breaker::{BreakerState, TRIAL_INTERVAL};
 pub use self::entry::etag_of;
-use self::entry::{now_ms, Entry};
+use self::entry::{new_generation, now_ms, Entry};
 use self::lease::Claim;
 pub use self::lease::LEASE_TTL;
 use self::single_flight::{Aborted, SingleFlight};
-use crate::cache_keys::KeyFamily;
+use crate::cache_keys::{EntryKey, KeyFamily};
 use crate::metrics::{CacheEvent, CacheMetrics};
 use crate::ports::{Cache, CacheError};
 use crate::AppError;
@@ -104,7 +123,6 @@ enum Found {
     Nothing,
 }
 
-/// The TTLs of the two kinds of reads and the stale-if-error window.
 /// The TTLs of the two kinds of reads, the stale-if-error window and the soft timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
@@ -135,6 +153,15 @@ impl CachePolicy {
                 self.ttl_default
             }
         }
+    }
+
+    /// How long a generation key is kept after the last load that used it: past the longest
+    /// an entry is kept (the longer TTL with its jitter, and the stale-if-error window), with a
+    /// minute for the load itself. A generation that expired sooner would only cost misses.
+    fn generation_retention(&self) -> Duration {
+        self.ttl_default.max(self.ttl_scores).mul_f64(1.1)
+            + self.stale_if_error
+            + Duration::from_secs(60)
     }
 }
 
@@ -191,9 +218,6 @@ pub struct CacheAside {
     cache: Arc<dyn Cache>,
     metrics: Arc<CacheMetrics>,
     policy: CachePolicy,
-    /// Bumped before a write commits and after it invalidates. A load that saw another value
-    /// at its start does not keep its result in the cache: it may predate the write.
-    write_epoch: Arc<AtomicU64>,
     /// Loads in progress by key: concurrent misses of one key join the same flight.
     flights: SingleFlight<Result<(Entry, u64), LoadFailure>>,
     /// Refuses loads at once while the database is known to be failing.
@@ -208,7 +232,6 @@ impl CacheAside {
             cache,
             metrics,
             policy,
-            write_epoch: Arc::new(AtomicU64::new(0)),
             flights: SingleFlight::new(),
             breaker: Arc::new(Breaker::new()),
             lease_ttl: LEASE_TTL,
@@ -249,15 +272,15 @@ impl CacheAside {
     pub async fn read<F>(
         &self,
         family: KeyFamily,
-        key: String,
+        key: EntryKey,
         load: F,
     ) -> Result<CachedResponse, AppError>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
     {
         let now = now_ms();
-        let (stale, bypass) = match self.cache.get(&key).await {
-            Ok(raw) => match self.found(family, &key, raw, now) {
+        let (stale, bypass) = match look(self.cache.as_ref(), &key).await {
+            Ok((raw, generation)) => match self.found(family, &key.entry, raw, generation, now) {
                 Found::Fresh(entry) => {
                     self.metrics.record(family, CacheEvent::Hit);
                     return Ok(CachedResponse::hit(entry, now));
@@ -284,10 +307,19 @@ impl CacheAside {
         }
     }
 
-    /// What a value read from the cache under `key` holds; a corrupt one is logged, counted
-    /// and treated as absent.
-    fn found(&self, family: KeyFamily, key: &str, raw: Option<Bytes>, now: u64) -> Found {
+    /// What a value read from the cache under `key` holds, its generation holding
+    /// `generation` now; a corrupt one is logged, counted and treated as absent, and one of a
+    /// generation that is no longer current is absent.
+    fn found(
+        &self,
+        family: KeyFamily,
+        key: &str,
+        raw: Option<Bytes>,
+        generation: Option<Bytes>,
+        now: u64,
+    ) -> Found {
         match raw.map(Entry::decode) {
+            Some(Some(entry)) if !entry.is_current(generation.as_ref()) => Found::Nothing,
             Some(Some(entry)) if entry.fresh_until_ms > now => Found::Fresh(entry),
             Some(Some(expired)) => Found::Expired(expired),
             Some(None) => {
@@ -364,14 +396,14 @@ impl CacheAside {
     fn flight_of<F>(
         &self,
         family: KeyFamily,
-        key: String,
+        key: EntryKey,
         load: F,
         store: bool,
     ) -> impl Future<Output = Result<(Entry, u64), LoadFailure>>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
     {
-        let flight_key = key.clone();
+        let flight_key = key.entry.clone();
         self.flights.join(flight_key, || {
             self.guarded(
                 || self.flight(family, key, load(), store),
@@ -410,15 +442,16 @@ impl CacheAside {
         }
     }
 
-    /// One load of `key`: the lease (when the entry is to be stored), the load, the store.
+    /// One load of `key`: the lease and the generation (when the entry is to be stored), the
+    /// load, the store.
     fn flight(
         &self,
         family: KeyFamily,
-        key: String,
+        key: EntryKey,
         load: BoxFuture<'static, Result<Bytes, AppError>>,
         store: bool,
     ) -> impl Future<Output = Result<(Entry, u64), LoadFailure>> + Send + 'static {
-        let mut stored = self.store_for(family);
+        let stored = self.store_for(family);
         let ttl = jittered(self.policy.ttl(family));
         let retain_for = ttl + self.policy.stale_if_error;
         let lease_ttl = self.lease_ttl;
@@ -426,7 +459,7 @@ impl CacheAside {
             // Only a flight that stores takes a lease: one that bypasses the cache would
             // make other instances wait for an entry it never writes.
             let claim = if store {
-                lease::claim(stored.cache.as_ref(), &key, lease_ttl, &stored.epoch).await
+                lease::claim(stored.cache.as_ref(), &key, lease_ttl).await
             } else {
                 Claim::Load
             };
@@ -435,121 +468,122 @@ impl CacheAside {
                 Claim::Leased => true,
                 Claim::Load => false,
             };
-            stored.begin();
+            // Learned before the database is read: see the module's documentation.
+            let generation = if store {
+                stored
+                    .generations(std::slice::from_ref(&key.generation))
+                    .await
+                    .and_then(|mut held| held.pop().flatten())
+            } else {
+                None
+            };
             stored.metrics.record(family, CacheEvent::Load);
             let result = match load.await {
                 Ok(body) => {
                     let ttl_ms = millis(ttl);
-                    let entry = Entry::new(body, ttl_ms);
-                    if store {
-                        stored.put(&key, &entry, retain_for).await;
-                    }
+                    let entry = Entry::new(body, ttl_ms, generation.unwrap_or_default());
+                    stored.put(&key.entry, &entry, retain_for).await;
                     Ok((entry, ttl_ms))
                 }
                 Err(error) => Err(LoadFailure::from(&error)),
             };
             if leased {
-                lease::release(stored.cache.as_ref(), &key).await;
+                lease::release(stored.cache.as_ref(), &key.entry).await;
             }
             result
         }
     }
 
-    /// Where a load of `family` stores its entries; [`Stored::begin`] marks the load's start.
+    /// Where a load of `family` stores its entries.
     fn store_for(&self, family: KeyFamily) -> Stored {
         Stored {
             cache: Arc::clone(&self.cache),
             metrics: Arc::clone(&self.metrics),
             family,
-            epoch: Arc::clone(&self.write_epoch),
-            epoch_at_start: self.write_epoch.load(Ordering::SeqCst),
+            generation_retention: self.policy.generation_retention(),
         }
     }
 
-    /// Runs a write to the database and, when it succeeds, removes every entry it made stale.
+    /// Runs a write to the database and, when it succeeds, revokes the generations it made
+    /// stale (`stale`, from [`crate::cache_keys`]): one round trip, whatever the number of
+    /// entries they cover.
     ///
-    /// Loads under way when the write begins do not keep their results, so no entry older
-    /// than the write survives it. A cache that cannot be reached is logged, not fatal: the
-    /// write stands, and the cache adapter stops serving from that backend until recovery
-    /// makes it safe again.
+    /// A load under way on any instance learned its generation before the revocation, so its
+    /// entry is never served: no entry older than the write survives it. A cache that cannot
+    /// be reached is logged, not fatal: the write stands, and the cache adapter stops serving
+    /// from that backend until it has applied the revocation there.
     ///
     /// # Errors
-    /// What the write returns.
+    /// What the write returns; the cache is then left alone.
     pub async fn write<T, E, W>(&self, stale: &[String], write: W) -> Result<T, E>
     where
         W: Future<Output = Result<T, E>>,
     {
-        self.begin_write();
         let written = write.await?;
-        if let Err(error) = self.invalidate(stale).await {
-            tracing::warn!(%error, ?stale, "could not remove stale cache entries after a write");
+        match self.cache.delete_many(stale).await {
+            Ok(_) | Err(CacheError::Disabled) => {}
+            Err(error) => {
+                tracing::warn!(%error, ?stale, "could not revoke the generations a write made stale");
+            }
         }
         Ok(written)
     }
+}
 
-    /// Runs a cache administration operation: like a write, loads under way when it begins
-    /// do not keep their results.
-    pub async fn administer<T, A>(&self, operation: A) -> T
-    where
-        A: Future<Output = T>,
-    {
-        self.begin_write();
-        operation.await
-    }
-
-    /// Marks the start of a write: loads already under way will not keep their results.
-    fn begin_write(&self) {
-        self.write_epoch.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Removes every entry the patterns name.
-    async fn invalidate(&self, patterns: &[String]) -> Result<(), CacheError> {
-        self.write_epoch.fetch_add(1, Ordering::SeqCst);
-        let mut first_error = None;
-        for pattern in patterns {
-            let result = if pattern.contains('*') {
-                self.cache.delete_matching(pattern).await.map(drop)
-            } else {
-                self.cache.delete(pattern).await.map(drop)
-            };
-            match result {
-                Ok(()) | Err(CacheError::Disabled) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        self.write_epoch.fetch_add(1, Ordering::SeqCst);
-        first_error.map_or(Ok(()), Err)
+/// The value under `key` and what its generation holds, in one round trip.
+async fn look(
+    cache: &dyn Cache,
+    key: &EntryKey,
+) -> Result<(Option<Bytes>, Option<Bytes>), CacheError> {
+    let mut values = cache
+        .get_many(&[key.entry.clone(), key.generation.clone()])
+        .await?
+        .into_iter();
+    match (values.next(), values.next(), values.next()) {
+        (Some(entry), Some(generation), None) => Ok((entry, generation)),
+        _ => Err(CacheError::Unavailable(
+            "the cache answered a lookup of two keys with another number of values".to_owned(),
+        )),
     }
 }
 
-/// Where a load's entries go, and the write epoch it saw when it began.
+/// Where a load's entries go.
 struct Stored {
     cache: Arc<dyn Cache>,
     metrics: Arc<CacheMetrics>,
     family: KeyFamily,
-    epoch: Arc<AtomicU64>,
-    epoch_at_start: u64,
+    generation_retention: Duration,
 }
 
 impl Stored {
-    /// Marks the start of the load: a write that begins after this keeps its entries out.
-    fn begin(&mut self) {
-        self.epoch_at_start = self.epoch.load(Ordering::SeqCst);
+    /// What the generation keys `keys` hold, starting a generation where there is none; `None`
+    /// when the cache cannot say, and then nothing is stored.
+    async fn generations(&self, keys: &[String]) -> Option<Vec<Option<Bytes>>> {
+        match self
+            .cache
+            .get_or_put_many(keys, new_generation(), self.generation_retention)
+            .await
+        {
+            Ok(held) if held.len() == keys.len() => Some(held),
+            Ok(_) => None,
+            Err(CacheError::Disabled) => None,
+            Err(error) => {
+                tracing::debug!(%error, "could not learn the generation; the entry is not stored");
+                self.metrics.record(self.family, CacheEvent::Error);
+                None
+            }
+        }
     }
 
-    /// Stores the entry, unless a write began since the load did; one that began while it was
-    /// being stored takes it back, since it may be older than the write.
+    /// Stores the entry, unless it carries no generation (the cache could not give one, or is
+    /// bypassed).
     async fn put(&self, key: &str, entry: &Entry, retain_for: Duration) {
-        if self.epoch.load(Ordering::SeqCst) != self.epoch_at_start {
+        if entry.generation.is_empty() {
             return;
         }
         if let Err(e) = self.cache.put(key, entry.encode(), retain_for).await {
             tracing::debug!(key, error = %e, "could not store the cache entry");
             self.metrics.record(self.family, CacheEvent::Error);
-        } else if self.epoch.load(Ordering::SeqCst) != self.epoch_at_start {
-            let _ = self.cache.delete(key).await;
         }
     }
 }

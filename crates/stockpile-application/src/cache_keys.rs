@@ -1,9 +1,15 @@
-//! The cache key of every read, relative to the configured prefix, and the patterns each
-//! write makes stale.
+//! The cache key of every read, relative to the configured prefix, the generation each entry
+//! belongs to, and the generations each write makes stale.
 //!
 //! Equivalent requests share one key: parameters are normalised (defaults applied, filters
 //! lower-cased) into a canonical text before hashing, and the hash is XXH3, which is the
 //! same in every process and release (unlike Rust's randomly seeded `DefaultHasher`).
+//!
+//! A generation is a key beside the entries (`gen:market`, `gen:stock:{TICKER}`,
+//! `gen:history:{TICKER}`) holding a random token; every entry carries the token of its
+//! generation at the time its load began, and is served only while that token is still the
+//! one stored. A write makes a whole family stale by deleting one generation key, whatever
+//! the number of entries in it (see [`crate::cache_aside`]).
 
 use std::fmt::Write as _;
 
@@ -48,6 +54,31 @@ impl KeyFamily {
     }
 }
 
+/// Where an entry lives, and the generation that must still be current for it to be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryKey {
+    /// The entry's key, exactly as API.md lists it.
+    pub entry: String,
+    /// The key of its generation.
+    pub generation: String,
+}
+
+/// The generation of the entries every write makes stale: the list, top movers and the
+/// leaderboard.
+fn market_generation() -> String {
+    "gen:market".to_owned()
+}
+
+/// The generation of a ticker's detail and quote.
+fn stock_generation(ticker: &Ticker) -> String {
+    format!("gen:stock:{ticker}")
+}
+
+/// The generation of a ticker's history, whatever its range and interval.
+fn history_generation(ticker: &Ticker) -> String {
+    format!("gen:history:{ticker}")
+}
+
 fn hash_canonical(canonical: &str) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()))
 }
@@ -57,7 +88,7 @@ fn optional(text: Option<&str>) -> &str {
 }
 
 /// `stocks:list:{hash}`
-pub fn list_key(query: &ListQuery) -> String {
+pub fn list_key(query: &ListQuery) -> EntryKey {
     let canonical = format!(
         "q={}&sector={}&exchange={}&sort={}&order={}&page={}&page_size={}",
         optional(query.search.as_deref()),
@@ -68,17 +99,26 @@ pub fn list_key(query: &ListQuery) -> String {
         query.page.page,
         query.page.page_size,
     );
-    format!("stocks:list:{}", hash_canonical(&canonical))
+    EntryKey {
+        entry: format!("stocks:list:{}", hash_canonical(&canonical)),
+        generation: market_generation(),
+    }
 }
 
 /// `stocks:detail:{TICKER}`
-pub fn detail_key(ticker: &Ticker) -> String {
-    format!("stocks:detail:{ticker}")
+pub fn detail_key(ticker: &Ticker) -> EntryKey {
+    EntryKey {
+        entry: format!("stocks:detail:{ticker}"),
+        generation: stock_generation(ticker),
+    }
 }
 
 /// `quotes:{TICKER}`: one ticker's part of a batch quote.
-pub fn quote_key(ticker: &Ticker) -> String {
-    format!("quotes:{ticker}")
+pub fn quote_key(ticker: &Ticker) -> EntryKey {
+    EntryKey {
+        entry: format!("quotes:{ticker}"),
+        generation: stock_generation(ticker),
+    }
 }
 
 /// `stocks:history:{TICKER}:{hash}`
@@ -87,7 +127,7 @@ pub fn history_key(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     interval: Interval,
-) -> String {
+) -> EntryKey {
     let mut canonical = String::new();
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
     let _ = write!(
@@ -97,43 +137,48 @@ pub fn history_key(
         date(to),
         interval.as_str()
     );
-    format!("stocks:history:{ticker}:{}", hash_canonical(&canonical))
+    EntryKey {
+        entry: format!("stocks:history:{ticker}:{}", hash_canonical(&canonical)),
+        generation: history_generation(ticker),
+    }
 }
 
 /// `stocks:top:{hash}`
-pub fn top_key(metric: MoverMetric, limit: u32) -> String {
-    format!(
-        "stocks:top:{}",
-        hash_canonical(&format!("metric={}&limit={limit}", metric.as_str()))
-    )
+pub fn top_key(metric: MoverMetric, limit: u32) -> EntryKey {
+    EntryKey {
+        entry: format!(
+            "stocks:top:{}",
+            hash_canonical(&format!("metric={}&limit={limit}", metric.as_str()))
+        ),
+        generation: market_generation(),
+    }
 }
 
 /// `leaderboard:top:{hash}`
-pub fn leaderboard_key(period: Period, limit: u32, sector: Option<&str>) -> String {
+pub fn leaderboard_key(period: Period, limit: u32, sector: Option<&str>) -> EntryKey {
     let canonical = format!(
         "period={}&limit={limit}&sector={}",
         period.as_str(),
         optional(sector)
     );
-    format!("leaderboard:top:{}", hash_canonical(&canonical))
+    EntryKey {
+        entry: format!("leaderboard:top:{}", hash_canonical(&canonical)),
+        generation: market_generation(),
+    }
 }
 
-/// The patterns a change of a stock's profile makes stale.
+/// The generations a change of a stock's profile makes stale: its detail and quote, the
+/// list, top movers and the leaderboard (API.md, "Writes").
 pub fn stale_after_profile_change(ticker: &Ticker) -> Vec<String> {
-    vec![
-        detail_key(ticker),
-        quote_key(ticker),
-        "stocks:list:*".to_owned(),
-        "stocks:top:*".to_owned(),
-        "leaderboard:top:*".to_owned(),
-    ]
+    vec![stock_generation(ticker), market_generation()]
 }
 
-/// The patterns a change of a stock's bars (or its removal) makes stale.
+/// The generations a change of a stock's bars (or its removal) makes stale: those of a
+/// profile change and its history.
 pub fn stale_after_price_change(ticker: &Ticker) -> Vec<String> {
-    let mut patterns = stale_after_profile_change(ticker);
-    patterns.push(format!("stocks:history:{ticker}:*"));
-    patterns
+    let mut generations = stale_after_profile_change(ticker);
+    generations.push(history_generation(ticker));
+    generations
 }
 
 #[cfg(test)]
@@ -167,12 +212,14 @@ mod tests {
     fn keys_are_stable_across_processes_and_releases() {
         // A fixed value: if this changes, every deployed cache entry silently becomes unreachable.
         assert_eq!(
-            top_key(MoverMetric::Gainers, 10),
+            top_key(MoverMetric::Gainers, 10).entry,
             "stocks:top:c39769b38f7a8131"
         );
-        assert!(list_key(&ListQuery::default()).starts_with("stocks:list:"));
+        assert!(list_key(&ListQuery::default())
+            .entry
+            .starts_with("stocks:list:"));
         assert_eq!(
-            list_key(&ListQuery::default()).len(),
+            list_key(&ListQuery::default()).entry.len(),
             "stocks:list:".len() + 16
         );
     }
@@ -180,20 +227,50 @@ mod tests {
     #[test]
     fn keys_follow_the_contract() {
         let aapl = Ticker::parse("aapl").unwrap();
-        assert_eq!(detail_key(&aapl), "stocks:detail:AAPL");
-        assert!(history_key(&aapl, None, None, Interval::Daily).starts_with("stocks:history:AAPL:"));
-        assert!(leaderboard_key(Period::OneMonth, 10, None).starts_with("leaderboard:top:"));
-        let patterns = stale_after_price_change(&aapl);
-        assert!(patterns.contains(&"stocks:history:AAPL:*".to_owned()));
-        assert_eq!(quote_key(&aapl), "quotes:AAPL");
-        for patterns in [stale_after_profile_change(&aapl), patterns] {
-            assert!(patterns.contains(&"quotes:AAPL".to_owned()));
-            assert!(!patterns
-                .iter()
-                .any(|p| p.starts_with("quotes:") && p != "quotes:AAPL"));
+        assert_eq!(detail_key(&aapl).entry, "stocks:detail:AAPL");
+        assert!(history_key(&aapl, None, None, Interval::Daily)
+            .entry
+            .starts_with("stocks:history:AAPL:"));
+        assert!(leaderboard_key(Period::OneMonth, 10, None)
+            .entry
+            .starts_with("leaderboard:top:"));
+        assert_eq!(quote_key(&aapl).entry, "quotes:AAPL");
+    }
+
+    /// API.md's "Makes stale" column, read through the generations: every entry a write
+    /// makes stale belongs to a generation it revokes, and no other.
+    #[test]
+    fn writes_revoke_exactly_the_generations_of_what_they_make_stale() {
+        let aapl = Ticker::parse("AAPL").unwrap();
+        let msft = Ticker::parse("MSFT").unwrap();
+        let market = [
+            list_key(&ListQuery::default()),
+            top_key(MoverMetric::Losers, 5),
+            leaderboard_key(Period::OneYear, 10, Some("energy")),
+        ];
+        let history = history_key(&aapl, None, None, Interval::Weekly);
+        let own = [detail_key(&aapl), quote_key(&aapl)];
+        let others = [
+            detail_key(&msft),
+            quote_key(&msft),
+            history_key(&msft, None, None, Interval::Daily),
+        ];
+        let revokes =
+            |generations: &[String], key: &EntryKey| generations.contains(&key.generation);
+
+        let profile = stale_after_profile_change(&aapl);
+        let prices = stale_after_price_change(&aapl);
+        for key in market.iter().chain(&own) {
+            assert!(revokes(&profile, key), "a profile change leaves {key:?}");
+            assert!(revokes(&prices, key), "a price change leaves {key:?}");
         }
-        assert!(!stale_after_profile_change(&aapl)
-            .iter()
-            .any(|p| p.starts_with("stocks:history")));
+        assert!(
+            !revokes(&profile, &history),
+            "a profile change is no new bar"
+        );
+        assert!(revokes(&prices, &history));
+        for key in &others {
+            assert!(!revokes(&prices, key), "AAPL's bars made {key:?} stale");
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! A read answered from many entries at once (`GET /api/quotes`: one entry per ticker).
 //!
-//! - One cache round trip for the whole batch ([`Cache::get_many`]).
+//! - One cache round trip for the whole batch ([`Cache::get_many`]): every entry and its
+//!   generation.
 //! - One load for every key that missed, given all of them together (one database query),
 //!   with single flight per key: a key another read is already loading, alone or in its own
 //!   batch, joins that load, and the keys this batch leads are registered one by one, so a
 //!   concurrent batch sharing any of them joins this load for those.
-//! - Each entry is stored, under the same write-race rule as a single read's, with its own
-//!   jittered TTL; an entry that stands for "nothing there" is an entry like any other.
+//! - The generations of every key a load leads are learned in one round trip before the load
+//!   reads the database, as a single read's are; each entry is stored with its own jittered
+//!   TTL; an entry that stands for "nothing there" is an entry like any other.
 //! - A load asks the database breaker once for the whole batch; refused, every key it leads
 //!   fails as the database being unavailable.
 //! - When the database is unavailable, every key that missed needs an expired entry within
@@ -25,7 +27,7 @@ use futures::future::{join_all, BoxFuture};
 
 use super::entry::{etag_of, now_ms, Entry};
 use super::{jittered, millis, CacheAside, CacheOutcome, CachedResponse, Found, LoadFailure};
-use crate::cache_keys::KeyFamily;
+use crate::cache_keys::{EntryKey, KeyFamily};
 use crate::metrics::CacheEvent;
 use crate::AppError;
 
@@ -52,7 +54,7 @@ impl CacheAside {
     pub async fn read_many<K, F, A>(
         &self,
         family: KeyFamily,
-        requests: Vec<(String, K)>,
+        requests: Vec<(EntryKey, K)>,
         load: F,
         assemble: A,
     ) -> Result<CachedResponse, AppError>
@@ -62,15 +64,16 @@ impl CacheAside {
         A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
     {
         let now = now_ms();
-        let (keys, items): (Vec<String>, Vec<K>) = requests.into_iter().unzip();
+        let (keys, items): (Vec<EntryKey>, Vec<K>) = requests.into_iter().unzip();
         let (mut parts, bypass) = self.look_up(family, &keys, now).await;
         let missed: Vec<usize> = (0..parts.len())
             .filter(|i| matches!(parts[*i], Part::Missed(_)))
             .collect();
         if !missed.is_empty() {
-            let missed_keys: Vec<String> = missed.iter().map(|i| keys[*i].clone()).collect();
+            let missed_keys: Vec<EntryKey> = missed.iter().map(|i| keys[*i].clone()).collect();
+            let flight_keys: Vec<String> = missed_keys.iter().map(|k| k.entry.clone()).collect();
             let mut items: Vec<Option<K>> = items.into_iter().map(Some).collect();
-            let flights = self.flights.join_many(&missed_keys, |led| {
+            let flights = self.flights.join_many(&flight_keys, |led| {
                 let led_keys = led.iter().map(|n| missed_keys[*n].clone()).collect();
                 let led_items = led
                     .iter()
@@ -123,11 +126,17 @@ impl CacheAside {
         combine(&answers, bypass, assemble)
     }
 
-    /// Every key's part as the cache has it, in one round trip, and whether the cache is
-    /// bypassed (off or unreachable). Counts a hit or a miss per key.
-    async fn look_up(&self, family: KeyFamily, keys: &[String], now: u64) -> (Vec<Part>, bool) {
-        let values = match self.cache.get_many(keys).await {
-            Ok(values) if values.len() == keys.len() => values,
+    /// Every key's part as the cache has it, in one round trip for the entries and their
+    /// generations, and whether the cache is bypassed (off or unreachable). Counts a hit or a
+    /// miss per key.
+    async fn look_up(&self, family: KeyFamily, keys: &[EntryKey], now: u64) -> (Vec<Part>, bool) {
+        let asked: Vec<String> = keys
+            .iter()
+            .map(|k| k.entry.clone())
+            .chain(keys.iter().map(|k| k.generation.clone()))
+            .collect();
+        let mut values = match self.cache.get_many(&asked).await {
+            Ok(values) if values.len() == asked.len() => values,
             Ok(_) => {
                 let wrong = crate::ports::CacheError::Unavailable(
                     "the cache answered a batch with another number of values".to_owned(),
@@ -140,41 +149,52 @@ impl CacheAside {
                 return (keys.iter().map(|_| Part::Missed(None)).collect(), true);
             }
         };
+        let generations = values.split_off(keys.len());
         let parts = keys
             .iter()
             .zip(values)
-            .map(|(key, raw)| match self.found(family, key, raw, now) {
-                Found::Fresh(entry) => {
-                    self.metrics.record(family, CacheEvent::Hit);
-                    Part::Ready(CachedResponse::hit(entry, now))
-                }
-                Found::Expired(expired) => {
-                    self.metrics.record(family, CacheEvent::Miss);
-                    Part::Missed(Some(expired))
-                }
-                Found::Nothing => {
-                    self.metrics.record(family, CacheEvent::Miss);
-                    Part::Missed(None)
+            .zip(generations)
+            .map(|((key, raw), generation)| {
+                match self.found(family, &key.entry, raw, generation, now) {
+                    Found::Fresh(entry) => {
+                        self.metrics.record(family, CacheEvent::Hit);
+                        Part::Ready(CachedResponse::hit(entry, now))
+                    }
+                    Found::Expired(expired) => {
+                        self.metrics.record(family, CacheEvent::Miss);
+                        Part::Missed(Some(expired))
+                    }
+                    Found::Nothing => {
+                        self.metrics.record(family, CacheEvent::Miss);
+                        Part::Missed(None)
+                    }
                 }
             })
             .collect();
         (parts, false)
     }
 
-    /// One load of `keys` together: the load, then each entry stored (when `store`).
-    /// Answers one result per key, in order.
+    /// One load of `keys` together: their generations (when `store`), the load, then each
+    /// entry stored. Answers one result per key, in order.
     fn batch_flight(
         &self,
         family: KeyFamily,
-        keys: Vec<String>,
+        keys: Vec<EntryKey>,
         load: BoxFuture<'static, Result<Vec<Bytes>, AppError>>,
         store: bool,
     ) -> impl Future<Output = Vec<Result<(Entry, u64), LoadFailure>>> + Send + 'static {
-        let mut stored = self.store_for(family);
+        let stored = self.store_for(family);
         let ttl = self.policy.ttl(family);
         let stale_if_error = self.policy.stale_if_error;
         async move {
-            stored.begin();
+            let generation_keys: Vec<String> = keys.iter().map(|k| k.generation.clone()).collect();
+            let mut generations = if store {
+                stored.generations(&generation_keys).await
+            } else {
+                None
+            }
+            .unwrap_or_else(|| vec![None; keys.len()])
+            .into_iter();
             for _ in &keys {
                 stored.metrics.record(family, CacheEvent::Load);
             }
@@ -194,16 +214,19 @@ impl CacheAside {
                 .into_iter()
                 .map(|body| {
                     let ttl_ms = millis(jittered(ttl));
-                    (Entry::new(body, ttl_ms), ttl_ms)
+                    let generation = generations.next().flatten().unwrap_or_default();
+                    (Entry::new(body, ttl_ms, generation), ttl_ms)
                 })
                 .collect();
-            if store {
-                let stored = &stored;
-                join_all(keys.iter().zip(&entries).map(|(key, (entry, ttl_ms))| {
-                    stored.put(key, entry, Duration::from_millis(*ttl_ms) + stale_if_error)
-                }))
-                .await;
-            }
+            let stored = &stored;
+            join_all(keys.iter().zip(&entries).map(|(key, (entry, ttl_ms))| {
+                stored.put(
+                    &key.entry,
+                    entry,
+                    Duration::from_millis(*ttl_ms) + stale_if_error,
+                )
+            }))
+            .await;
             entries.into_iter().map(Ok).collect()
         }
     }

@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -35,6 +35,19 @@ impl Cache for MapCache {
         self.entries.lock().unwrap().insert(key.to_owned(), value);
         Ok(())
     }
+    /// Atomic, as Redis's is, and not counted among the puts: those count entries.
+    async fn get_or_put_many(
+        &self,
+        keys: &[String],
+        value: Bytes,
+        _retain_for: Duration,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let mut entries = self.entries.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|k| Some(entries.entry(k.clone()).or_insert(value.clone()).clone()))
+            .collect())
+    }
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         Ok(self.entries.lock().unwrap().remove(key).is_some())
     }
@@ -60,6 +73,16 @@ impl Cache for MapCache {
     }
 }
 
+/// The generation every entry of these tests belongs to.
+const GENERATION: &str = "gen:test";
+
+fn key(entry: &str) -> EntryKey {
+    EntryKey {
+        entry: entry.to_owned(),
+        generation: GENERATION.to_owned(),
+    }
+}
+
 fn aside(cache: Arc<dyn Cache>) -> CacheAside {
     CacheAside::new(
         cache,
@@ -77,7 +100,7 @@ async fn a_miss_is_stored_and_the_next_read_hits() {
     let cache = Arc::new(MapCache::default());
     let reads = aside(cache.clone());
     let first = reads
-        .read(KeyFamily::Detail, "k".into(), body("{\"a\":1}"))
+        .read(KeyFamily::Detail, key("k"), body("{\"a\":1}"))
         .await
         .unwrap();
     assert_eq!(first.outcome, CacheOutcome::Miss);
@@ -87,7 +110,7 @@ async fn a_miss_is_stored_and_the_next_read_hits() {
         first.max_age
     );
     let second = reads
-        .read(KeyFamily::Detail, "k".into(), body("other"))
+        .read(KeyFamily::Detail, key("k"), body("other"))
         .await
         .unwrap();
     assert_eq!(second.outcome, CacheOutcome::Hit);
@@ -109,19 +132,21 @@ async fn a_corrupt_entry_is_a_miss_that_is_replaced_and_counted() {
     let cache = Arc::new(MapCache::default());
     let reads = aside(cache.clone());
     reads
-        .read(KeyFamily::List, "k".into(), body("fresh"))
+        .read(KeyFamily::List, key("k"), body("fresh"))
         .await
         .unwrap();
     let good = cache.entries.lock().unwrap().get("k").cloned().unwrap();
     let mut longer = good.to_vec();
     longer.push(b'x');
-    // The previous layout: no body length between the ETag's length and the ETag.
-    let mut previous_layout = b"SPE1".to_vec();
-    previous_layout.extend_from_slice(&good[4..22]);
-    previous_layout.extend_from_slice(&good[26..]);
+    // The previous layout, without a generation: a hit there would ignore every write.
+    let generation_len = usize::from(u16::from_be_bytes([good[20], good[21]]));
+    let mut previous_layout = b"SPE2".to_vec();
+    previous_layout.extend_from_slice(&good[4..20]);
+    previous_layout.extend_from_slice(&good[22..28]);
+    previous_layout.extend_from_slice(&good[28 + generation_len..]);
     let corrupt = [
         Bytes::from_static(b"not an entry"),
-        Bytes::from_static(b"SPE2\x00\x00"),
+        Bytes::from_static(b"SPE3\x00\x00"),
         Bytes::new(),
         // Shorter, or longer, than the body length the entry records.
         good.slice(..good.len() - 1),
@@ -132,14 +157,14 @@ async fn a_corrupt_entry_is_a_miss_that_is_replaced_and_counted() {
     for entry in corrupt {
         cache.entries.lock().unwrap().insert("k".into(), entry);
         let answer = reads
-            .read(KeyFamily::List, "k".into(), body("fresh"))
+            .read(KeyFamily::List, key("k"), body("fresh"))
             .await
             .unwrap();
         assert_eq!(answer.outcome, CacheOutcome::Miss);
         assert_eq!(&answer.body[..], b"fresh");
         assert_eq!(
             reads
-                .read(KeyFamily::List, "k".into(), body("x"))
+                .read(KeyFamily::List, key("k"), body("x"))
                 .await
                 .unwrap()
                 .outcome,
@@ -156,11 +181,13 @@ async fn a_corrupt_entry_is_a_miss_that_is_replaced_and_counted() {
 /// after one read of "k".
 async fn read_through_a_cache_failing_with(error: CacheError) -> (CacheAside, CachedResponse) {
     let mut cache = MockCache::new();
-    cache.expect_get().returning(move |_| Err(error.clone()));
+    cache
+        .expect_get_many()
+        .returning(move |_| Err(error.clone()));
     cache.expect_put().never();
     let reads = aside(Arc::new(cache));
     let answer = reads
-        .read(KeyFamily::Top, "k".into(), body("x"))
+        .read(KeyFamily::Top, key("k"), body("x"))
         .await
         .unwrap();
     (reads, answer)
@@ -193,7 +220,7 @@ async fn concurrent_misses_of_one_key_load_once() {
         let (reads, loads, release) = (reads.clone(), loads.clone(), release.clone());
         tasks.push(tokio::spawn(async move {
             reads
-                .read(KeyFamily::Leaderboard, "cold".into(), move || {
+                .read(KeyFamily::Leaderboard, key("cold"), move || {
                     async move {
                         loads.fetch_add(1, Ordering::SeqCst);
                         release.notified().await;
@@ -228,7 +255,7 @@ async fn an_expired_entry_is_served_stale_when_the_database_fails() {
     let cache = Arc::new(MapCache::default());
     let reads = with_expired_entry(&cache).await;
     let answer = reads
-        .read(KeyFamily::Detail, "k".into(), || {
+        .read(KeyFamily::Detail, key("k"), || {
             async {
                 Err(AppError::Unavailable(RepositoryError::Unavailable(
                     "down".into(),
@@ -250,89 +277,123 @@ async fn an_expired_entry_is_served_stale_when_the_database_fails() {
         CachePolicy::default(),
     );
     let not_found = reads
-        .read(KeyFamily::Detail, "k".into(), || {
+        .read(KeyFamily::Detail, key("k"), || {
             async { Err(AppError::NotFound("gone".into())) }.boxed()
         })
         .await;
     assert!(matches!(not_found, Err(AppError::NotFound(_))));
     // A rule the load itself finds broken stays a client error through the shared flight.
     let invalid = reads
-        .read(KeyFamily::History, "h".into(), || {
+        .read(KeyFamily::History, key("h"), || {
             async { Err(AppError::invalid("to", "too long")) }.boxed()
         })
         .await;
     assert!(matches!(invalid, Err(AppError::Invalid(errors)) if errors[0].field == "to"));
 }
 
+/// Two instances sharing one cache: a load on B reads the database before a write on A
+/// commits and stores its result after A revoked the generation. Neither instance serves it.
 #[tokio::test]
-async fn a_load_racing_a_write_does_not_store_its_older_result() {
+async fn a_load_racing_a_write_on_another_instance_never_serves_its_older_result() {
     let cache = Arc::new(MapCache::default());
-    let reads = Arc::new(aside(cache.clone()));
+    let (a, b) = (aside(cache.clone()), Arc::new(aside(cache.clone())));
     let loaded_old = Arc::new(Notify::new());
     let write_done = Arc::new(Notify::new());
     let reader = {
-        let (reads, loaded_old, write_done) =
-            (reads.clone(), loaded_old.clone(), write_done.clone());
+        let (b, loaded_old, write_done) = (b.clone(), loaded_old.clone(), write_done.clone());
         tokio::spawn(async move {
-            reads
-                .read(KeyFamily::Detail, "stocks:detail:AAPL".into(), move || {
-                    async move {
-                        loaded_old.notify_one();
-                        // The write commits and invalidates while this load is in flight.
-                        write_done.notified().await;
-                        Ok(Bytes::from_static(b"old"))
-                    }
-                    .boxed()
-                })
-                .await
+            b.read(KeyFamily::Detail, key("stocks:detail:AAPL"), move || {
+                async move {
+                    loaded_old.notify_one();
+                    // The write commits and revokes while this load is in flight.
+                    write_done.notified().await;
+                    Ok(Bytes::from_static(b"old"))
+                }
+                .boxed()
+            })
+            .await
         })
     };
     loaded_old.notified().await;
-    reads.begin_write();
-    reads
-        .invalidate(&["stocks:detail:AAPL".to_owned()])
+    a.write(&[GENERATION.to_owned()], async { Ok::<_, ()>(()) })
         .await
         .unwrap();
     write_done.notify_one();
+    // The load still answers its own request.
     assert_eq!(&reader.await.unwrap().unwrap().body[..], b"old");
-    assert!(
-        cache.entries.lock().unwrap().is_empty(),
-        "the pre-write load must not be cached"
-    );
-    let next = reads
-        .read(KeyFamily::Detail, "stocks:detail:AAPL".into(), body("new"))
+    let next = a
+        .read(KeyFamily::Detail, key("stocks:detail:AAPL"), body("new"))
         .await
         .unwrap();
-    assert_eq!(&next.body[..], b"new");
+    assert_eq!(
+        (&next.body[..], next.outcome),
+        (&b"new"[..], CacheOutcome::Miss)
+    );
+    // B's old entry was replaced: B hits the new one.
+    let hit = b
+        .read(KeyFamily::Detail, key("stocks:detail:AAPL"), body("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&hit.body[..], hit.outcome),
+        (&b"new"[..], CacheOutcome::Hit)
+    );
 }
 
 #[tokio::test]
-async fn invalidation_deletes_keys_and_patterns_and_reports_failure() {
+async fn an_entry_whose_generation_vanished_is_a_miss_and_never_served_stale() {
+    let cache = Arc::new(MapCache::default());
+    let reads = with_expired_entry(&cache).await;
+    let old_generation = cache.entries.lock().unwrap()[GENERATION].clone();
+    // Evicted, or lost in a restart: the expired entry may predate a write.
+    cache.entries.lock().unwrap().remove(GENERATION);
+    let failed = reads
+        .read(KeyFamily::Detail, key("k"), || {
+            async { Err(unavailable()) }.boxed()
+        })
+        .await;
+    assert!(
+        matches!(failed, Err(AppError::Unavailable(_))),
+        "{failed:?}"
+    );
+    // The generation started next holds a new token: the old entry never comes back.
+    let reads = aside(cache.clone());
+    let answer = reads
+        .read(KeyFamily::Detail, key("k"), body("new"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&answer.body[..], answer.outcome),
+        (&b"new"[..], CacheOutcome::Miss)
+    );
+    assert_ne!(cache.entries.lock().unwrap()[GENERATION], old_generation);
+}
+
+#[tokio::test]
+async fn a_write_revokes_its_generations_in_one_call_and_stands_when_the_cache_fails() {
     let mut cache = MockCache::new();
     cache
-        .expect_delete()
-        .withf(|k| k == "stocks:detail:AAPL")
-        .times(1)
-        .returning(|_| Ok(true));
-    cache
-        .expect_delete_matching()
-        .withf(|p| p == "stocks:list:*")
-        .times(1)
-        .returning(|_| Ok(3));
-    cache
-        .expect_delete_matching()
-        .withf(|p| p == "stocks:top:*")
+        .expect_delete_many()
+        .withf(|keys| keys == ["gen:stock:AAPL".to_owned(), "gen:market".to_owned()])
         .times(1)
         .returning(|_| Err(CacheError::Unavailable("timeout".into())));
-    let reads = aside(Arc::new(cache));
-    let result = reads
-        .invalidate(&[
-            "stocks:detail:AAPL".into(),
-            "stocks:list:*".into(),
-            "stocks:top:*".into(),
-        ])
+    cache.expect_delete().never();
+    cache.expect_delete_matching().never();
+    let writes = aside(Arc::new(cache));
+    let written = writes
+        .write(
+            &["gen:stock:AAPL".to_owned(), "gen:market".to_owned()],
+            async { Ok::<_, ()>(7) },
+        )
         .await;
-    assert_eq!(result, Err(CacheError::Unavailable("timeout".into())));
+    assert_eq!(written, Ok(7));
+    // A failed write touches nothing (the mock would panic on any call).
+    let failed = aside(Arc::new(MockCache::new()))
+        .write(&["gen:market".to_owned()], async {
+            Err::<(), _>("refused")
+        })
+        .await;
+    assert_eq!(failed, Err("refused"));
 }
 
 #[test]
@@ -363,6 +424,14 @@ impl Cache for FleetCache {
     }
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
         self.map.put(key, value, retain_for).await
+    }
+    async fn get_or_put_many(
+        &self,
+        keys: &[String],
+        value: Bytes,
+        retain_for: Duration,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.map.get_or_put_many(keys, value, retain_for).await
     }
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         self.map.delete(key).await
@@ -403,17 +472,36 @@ impl Cache for FleetCache {
     }
 }
 
+/// The token of the generation another instance's entries were loaded under.
+const THEIR_GENERATION: &[u8] = b"theirs";
+
 /// An entry as another instance stores it: fresh for a minute.
 fn entry_of(text: &'static str) -> Bytes {
-    Entry::new(Bytes::from_static(text.as_bytes()), 60_000).encode()
+    Entry::new(
+        Bytes::from_static(text.as_bytes()),
+        60_000,
+        Bytes::from_static(THEIR_GENERATION),
+    )
+    .encode()
 }
 
-/// A shared cache in which another instance holds every lease for `held`.
+/// A shared cache in which another instance started the generation, and holds every lease
+/// for `held`.
 fn fleet_holding_for(held: Duration) -> Arc<FleetCache> {
-    Arc::new(FleetCache {
+    with_their_generation(FleetCache {
         held_until: held_for(held),
         ..FleetCache::default()
     })
+}
+
+fn with_their_generation(cache: FleetCache) -> Arc<FleetCache> {
+    cache
+        .map
+        .entries
+        .lock()
+        .unwrap()
+        .insert(GENERATION.to_owned(), Bytes::from_static(THEIR_GENERATION));
+    Arc::new(cache)
 }
 
 /// A read of the cold leaderboard key whose load counts itself and answers `mine`.
@@ -422,11 +510,7 @@ async fn read_cold(
     loads: &Arc<AtomicUsize>,
 ) -> Result<CachedResponse, AppError> {
     reads
-        .read(
-            KeyFamily::Leaderboard,
-            "cold".into(),
-            counted(loads, "mine"),
-        )
+        .read(KeyFamily::Leaderboard, key("cold"), counted(loads, "mine"))
         .await
 }
 
@@ -521,7 +605,7 @@ async fn a_lease_that_expires_without_an_entry_is_taken_over_and_released_after_
     let loads = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
     let answer = reads
-        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .read(KeyFamily::Detail, key("k"), counted(&loads, "mine"))
         .await
         .unwrap();
     let waited = started.elapsed();
@@ -535,7 +619,7 @@ async fn a_lease_that_expires_without_an_entry_is_taken_over_and_released_after_
     assert_eq!(cache.releases.load(Ordering::SeqCst), 1);
     assert_eq!(
         reads
-            .read(KeyFamily::Detail, "k".into(), counted(&loads, "x"))
+            .read(KeyFamily::Detail, key("k"), counted(&loads, "x"))
             .await
             .unwrap()
             .outcome,
@@ -545,14 +629,14 @@ async fn a_lease_that_expires_without_an_entry_is_taken_over_and_released_after_
 
 #[tokio::test]
 async fn an_entry_stored_just_before_the_lease_is_granted_is_served_not_loaded_again() {
-    let cache = Arc::new(FleetCache {
+    let cache = with_their_generation(FleetCache {
         stored_before_grant: Some(entry_of("theirs")),
         ..FleetCache::default()
     });
     let reads = aside(cache.clone());
     let loads = Arc::new(AtomicUsize::new(0));
     let answer = reads
-        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .read(KeyFamily::Detail, key("k"), counted(&loads, "mine"))
         .await
         .unwrap();
     assert_eq!(&answer.body[..], b"theirs");
@@ -571,7 +655,7 @@ async fn a_lease_that_cannot_be_asked_for_means_loading_at_once() {
     let loads = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
     let answer = reads
-        .read(KeyFamily::Detail, "k".into(), counted(&loads, "mine"))
+        .read(KeyFamily::Detail, key("k"), counted(&loads, "mine"))
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_millis(100));
@@ -582,20 +666,30 @@ async fn a_lease_that_cannot_be_asked_for_means_loading_at_once() {
 }
 
 #[tokio::test]
-async fn a_write_during_the_wait_ends_it_with_a_load() {
+async fn an_entry_a_write_made_stale_during_the_wait_is_waited_past_and_loaded_again() {
     let cache = fleet_holding_for(Duration::from_secs(60));
-    let reads = Arc::new(aside(cache.clone()));
+    let reads = Arc::new(aside(cache.clone()).with_lease_ttl(Duration::from_millis(300)));
     let loads = Arc::new(AtomicUsize::new(0));
     let reader = {
         let (reads, loads) = (reads.clone(), loads.clone());
         tokio::spawn(async move {
             reads
-                .read(KeyFamily::Detail, "k".into(), counted(&loads, "after"))
+                .read(KeyFamily::Detail, key("k"), counted(&loads, "after"))
                 .await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    reads.begin_write();
+    // A write revokes the generation; the holder then stores what it read before the write.
+    reads
+        .write(&[GENERATION.to_owned()], async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
+    cache
+        .map
+        .entries
+        .lock()
+        .unwrap()
+        .insert("k".into(), entry_of("before"));
     let answer = reader.await.unwrap().unwrap();
     assert_eq!(&answer.body[..], b"after");
     assert_eq!(loads.load(Ordering::SeqCst), 1);
@@ -619,10 +713,8 @@ fn batch_load(
     }
 }
 
-fn requests(keys: &[&str]) -> Vec<(String, String)> {
-    keys.iter()
-        .map(|k| ((*k).to_owned(), (*k).to_owned()))
-        .collect()
+fn requests(keys: &[&str]) -> Vec<(EntryKey, String)> {
+    keys.iter().map(|k| (key(k), (*k).to_owned())).collect()
 }
 
 fn joined(bodies: &[Bytes]) -> Result<Bytes, AppError> {
@@ -771,7 +863,7 @@ async fn with_expired_entry(cache: &Arc<MapCache>) -> CacheAside {
     };
     let reads = CacheAside::new(cache.clone(), Arc::new(CacheMetrics::default()), policy);
     reads
-        .read(KeyFamily::Detail, "k".into(), body("old"))
+        .read(KeyFamily::Detail, key("k"), body("old"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -787,7 +879,7 @@ async fn a_slow_load_answers_stale_after_the_soft_timeout_and_stores_its_result_
     let answer = {
         let release = release.clone();
         reads
-            .read(KeyFamily::Detail, "k".into(), move || {
+            .read(KeyFamily::Detail, key("k"), move || {
                 async move {
                     release.notified().await;
                     Ok(Bytes::from_static(b"new"))
@@ -830,17 +922,17 @@ async fn while_the_database_fails_loads_are_refused_at_once_until_a_trial_succee
         }
     };
     let first = reads
-        .read(KeyFamily::List, "cold".into(), failing(&loads))
+        .read(KeyFamily::List, key("cold"), failing(&loads))
         .await;
     assert!(matches!(first, Err(AppError::Unavailable(_))));
     assert_eq!(reads.database_breaker(), (BreakerState::Open, 1));
     // Refused without a load: a cold read fails, an expired entry is served stale.
     let cold = reads
-        .read(KeyFamily::List, "other".into(), failing(&loads))
+        .read(KeyFamily::List, key("other"), failing(&loads))
         .await;
     assert!(matches!(cold, Err(AppError::Unavailable(_))));
     let stale = reads
-        .read(KeyFamily::Detail, "k".into(), failing(&loads))
+        .read(KeyFamily::Detail, key("k"), failing(&loads))
         .await
         .unwrap();
     assert_eq!(stale.outcome, CacheOutcome::Stale);
@@ -852,7 +944,7 @@ async fn while_the_database_fails_loads_are_refused_at_once_until_a_trial_succee
     // After the trial interval one load is let through; its success closes the breaker.
     tokio::time::sleep(TRIAL_INTERVAL).await;
     let back = reads
-        .read(KeyFamily::List, "cold".into(), body("[]"))
+        .read(KeyFamily::List, key("cold"), body("[]"))
         .await
         .unwrap();
     assert_eq!(back.outcome, CacheOutcome::Miss);

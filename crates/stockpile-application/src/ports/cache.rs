@@ -97,8 +97,50 @@ pub trait Cache: Send + Sync {
     /// Stores the value for `retain_for`.
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError>;
 
+    /// What `keys` hold, in their order, after `value` was stored for `retain_for` under each
+    /// that held nothing, in one round trip to the backend (Redis: one pipeline of one-key
+    /// scripts, each atomic, so two instances asking at once get the same answer). `None`
+    /// for a key that was removed between the two steps of a backend that cannot do both at
+    /// once. Redis also keeps a key that was there for `retain_for` from now.
+    ///
+    /// This is how a load learns the generation its entry will carry (see
+    /// [`crate::cache_keys`]); the default, for a cache in this process, reads and stores key by
+    /// key: two loads racing there at worst start two generations one after the other, which
+    /// costs a miss, never a stale answer.
+    async fn get_or_put_many(
+        &self,
+        keys: &[String],
+        value: Bytes,
+        retain_for: Duration,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            let held = match self.get(key).await? {
+                Some(held) => held,
+                None => {
+                    self.put(key, value.clone(), retain_for).await?;
+                    value.clone()
+                }
+            };
+            values.push(Some(held));
+        }
+        Ok(values)
+    }
+
     /// Removes the key; true when there was one.
     async fn delete(&self, key: &str) -> Result<bool, CacheError>;
+
+    /// Removes `keys` in one round trip to the backend (Redis: one pipeline of one-key
+    /// `UNLINK`s, so a Cluster never answers `CROSSSLOT`); returns how many there were. What
+    /// [`Cache::delete`] promises for one key holds for each: other instances' first tiers
+    /// forget them too. The default, for a cache in this process, deletes key by key.
+    async fn delete_many(&self, keys: &[String]) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.delete(key).await?);
+        }
+        Ok(removed)
+    }
 
     /// Removes every key matching the pattern; returns how many.
     async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError>;

@@ -1,5 +1,6 @@
-//! Cache administration: the cache's status and three ways to remove entries. Like a write,
-//! each removal keeps loads under way from storing what they read before it.
+//! Cache administration: the cache's status and three ways to remove entries. They change no
+//! data, so a load under way may store its entry again afterwards; that entry is as fresh as
+//! the database. Removing generation keys (`gen:*`) makes their entries misses.
 
 use async_trait::async_trait;
 
@@ -27,22 +28,18 @@ impl CacheAdministration for Stockpile {
     async fn invalidate_cache(&self, pattern: String) -> Result<u64, AppError> {
         check_length("pattern", &pattern)?;
         let cache = self.cache_aside.cache();
-        nothing_when_disabled(
-            self.cache_aside
-                .administer(cache.delete_matching(&pattern))
-                .await,
-        )
+        nothing_when_disabled(cache.delete_matching(&pattern).await)
     }
 
     async fn delete_cache_key(&self, key: String) -> Result<bool, AppError> {
         check_length("key", &key)?;
         let cache = self.cache_aside.cache();
-        nothing_when_disabled(self.cache_aside.administer(cache.delete(&key)).await)
+        nothing_when_disabled(cache.delete(&key).await)
     }
 
     async fn clear_cache(&self) -> Result<u64, AppError> {
         let cache = self.cache_aside.cache();
-        nothing_when_disabled(self.cache_aside.administer(cache.clear()).await)
+        nothing_when_disabled(cache.clear().await)
     }
 }
 

@@ -60,19 +60,25 @@ fn detail() -> DetailRecord {
     }
 }
 
-/// A cache that remembers what is put into it, and records every invalidation.
+/// A cache that remembers what is put into it, and records every generation revoked.
 fn recording_cache(invalidated: Arc<Mutex<Vec<String>>>) -> MockCache {
     let stored: Arc<Mutex<std::collections::HashMap<String, Bytes>>> = Arc::default();
     let mut cache = MockCache::new();
-    let read = stored.clone();
-    cache
-        .expect_get()
-        .returning(move |k| Ok(read.lock().unwrap().get(k).cloned()));
     let read_many = stored.clone();
     cache.expect_get_many().returning(move |keys| {
         let stored = read_many.lock().unwrap();
         Ok(keys.iter().map(|k| stored.get(k).cloned()).collect())
     });
+    let generations = stored.clone();
+    cache
+        .expect_get_or_put_many()
+        .returning(move |keys, value, _| {
+            let mut stored = generations.lock().unwrap();
+            Ok(keys
+                .iter()
+                .map(|k| Some(stored.entry(k.clone()).or_insert(value.clone()).clone()))
+                .collect())
+        });
     let write = stored.clone();
     cache.expect_put().returning(move |k, v, _| {
         write.lock().unwrap().insert(k.to_owned(), v);
@@ -81,14 +87,13 @@ fn recording_cache(invalidated: Arc<Mutex<Vec<String>>>) -> MockCache {
     // One process alone: the load lease is always granted.
     cache.expect_try_lease().returning(|_, _| Ok(true));
     cache.expect_release_lease().returning(|_| Ok(()));
-    let (a, b) = (invalidated.clone(), invalidated);
-    cache.expect_delete().returning(move |k| {
-        a.lock().unwrap().push(k.to_owned());
-        Ok(true)
-    });
-    cache.expect_delete_matching().returning(move |p| {
-        b.lock().unwrap().push(p.to_owned());
-        Ok(1)
+    cache.expect_delete_many().returning(move |keys| {
+        let mut stored = stored.lock().unwrap();
+        for key in keys {
+            stored.remove(key);
+        }
+        invalidated.lock().unwrap().extend_from_slice(keys);
+        Ok(keys.len() as u64)
     });
     cache
 }
@@ -131,7 +136,12 @@ async fn an_unknown_ticker_is_not_found_and_nothing_is_stored() {
     let mut repository = MockStockRepository::new();
     repository.expect_detail().returning(|_| Ok(None));
     let mut cache = MockCache::new();
-    cache.expect_get().returning(|_| Ok(None));
+    cache
+        .expect_get_many()
+        .returning(|keys| Ok(vec![None; keys.len()]));
+    cache
+        .expect_get_or_put_many()
+        .returning(|keys, value, _| Ok(vec![Some(value); keys.len()]));
     cache.expect_try_lease().returning(|_, _| Ok(true));
     cache.expect_release_lease().returning(|_| Ok(()));
     cache.expect_put().never();
@@ -293,15 +303,10 @@ async fn a_profile_write_invalidates_exactly_its_entries() {
     let (created, view) = service.upsert_stock(aapl(), profile).await.unwrap();
     assert!(created);
     assert_eq!(view.summary.ticker, "AAPL");
+    // The ticker's detail and quote, the list, top movers and the leaderboard; not its history.
     assert_eq!(
         *invalidated.lock().unwrap(),
-        vec![
-            "stocks:detail:AAPL",
-            "quotes:AAPL",
-            "stocks:list:*",
-            "stocks:top:*",
-            "leaderboard:top:*"
-        ]
+        vec!["gen:stock:AAPL", "gen:market"]
     );
 }
 
@@ -321,15 +326,10 @@ async fn a_price_upload_also_invalidates_the_history() {
             .unwrap(),
         2
     );
-    assert!(invalidated
-        .lock()
-        .unwrap()
-        .contains(&"stocks:history:AAPL:*".to_owned()));
-    assert!(invalidated
-        .lock()
-        .unwrap()
-        .contains(&"quotes:AAPL".to_owned()));
-    assert_eq!(invalidated.lock().unwrap().len(), 6);
+    assert_eq!(
+        *invalidated.lock().unwrap(),
+        vec!["gen:stock:AAPL", "gen:market", "gen:history:AAPL"]
+    );
 }
 
 #[tokio::test]
@@ -362,8 +362,7 @@ async fn deleting_an_unknown_stock_invalidates_nothing() {
         .expect_delete_stock()
         .returning(|t| Err(RepositoryError::NotFound(t.clone())));
     let mut cache = MockCache::new();
-    cache.expect_delete().never();
-    cache.expect_delete_matching().never();
+    cache.expect_delete_many().never();
     let result = service(repository, cache).delete_stock(aapl()).await;
     assert!(matches!(result, Err(AppError::NotFound(_))));
 }
@@ -374,10 +373,7 @@ async fn a_committed_write_succeeds_even_when_the_cache_is_unreachable() {
     repository.expect_delete_stock().returning(|_| Ok(()));
     let mut cache = MockCache::new();
     cache
-        .expect_delete()
-        .returning(|_| Err(CacheError::Unavailable("timeout".into())));
-    cache
-        .expect_delete_matching()
+        .expect_delete_many()
         .returning(|_| Err(CacheError::Unavailable("timeout".into())));
     assert!(service(repository, cache)
         .delete_stock(aapl())

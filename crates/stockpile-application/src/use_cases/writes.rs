@@ -1,5 +1,5 @@
-//! The writes of API.md. Each runs through [`CacheAside::write`], which removes the entries
-//! it makes stale once it has committed.
+//! The writes of API.md. Each runs through [`CacheAside::write`], which revokes the
+//! generations of the entries it makes stale once it has committed.
 
 use std::collections::HashMap;
 

@@ -1,8 +1,9 @@
 //! Redis first, memory while Redis is away: the cache of `CACHE_BACKEND=auto` and `redis`.
 //! While Redis serves, memory is also its first tier ([`super::tiered`]).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,27 +23,30 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// not answer.
 ///
 /// - Any Redis error or timeout switches to memory at once, for every later operation; the
-///   switch is logged once. An invalidation (`delete`, `delete_matching`, `clear`) that fails
-///   on Redis switches too, and is then applied to memory, so that entries it should have
-///   removed from Redis are never served. A failed `PUBLISH` of an invalidation counts as a
-///   Redis failure too.
+///   switch is logged once. An invalidation (`delete`, `delete_many`, `delete_matching`,
+///   `clear`) that fails on Redis switches too, and is then applied to memory, so that
+///   entries it should have removed from Redis are never served. A failed `PUBLISH` of an
+///   invalidation counts as a Redis failure too.
 /// - A probe task owned by the cache pings Redis every second and, once Redis answers again,
 ///   switches back; it stops when the cache is dropped. While on Redis it pings too, so that
 ///   the status notices an outage even when no request does.
 /// - Memory entries live at most the memory cache's TTL cap (`CACHE_LOCAL_TTL`): other
 ///   instances cannot reach this process's memory to invalidate it.
 ///
-/// # Recovery clears the prefix in Redis
+/// # Recovery replays what this instance made stale, and nothing else
 ///
-/// While memory serves, writes cannot remove the entries they make stale from Redis, so when
-/// Redis returns it may hold answers older than the database. Before serving from Redis
-/// again, the probe therefore removes every key under the prefix there (`SCAN` + `UNLINK`;
-/// if that fails, it stays on memory and tries again at the next tick). The alternatives are
-/// worse: remembering every invalidation made during the outage is unbounded and still misses
-/// those of other instances, and waiting for the entries to expire would serve stale answers
-/// for up to a TTL. The cost is a cold cache after an outage. No Redis write can land after
-/// that clear from before the outage: operations on Redis end within the command timeout,
-/// while recovery starts at least one probe interval after the switch.
+/// While memory serves, invalidations cannot reach Redis, so when Redis returns it may hold
+/// entries older than the database: those of the generations this instance's writes revoked
+/// meanwhile (and of any key or pattern an operator removed). Every invalidation that did not
+/// reach Redis is therefore kept ([`Pending`]: a few keys per write, since a write revokes
+/// generations rather than entries), and before serving from Redis again the probe applies
+/// them there and announces them to the other instances' first tiers; if that fails, it stays
+/// on memory and tries again at the next tick. An instance that took no write while away
+/// removes nothing. Past [`MAX_PENDING`] keys and patterns the record collapses into one
+/// clear of the prefix, the bounded over-approximation.
+///
+/// A Redis write that lands late, after the switch, cannot undo this: an entry carries its
+/// generation, and a revoked generation never becomes current again.
 ///
 /// Memory is cleared at both switches: after recovery it holds nothing Redis has not, and
 /// before it stands in again it may still hold entries from an earlier outage that
@@ -54,12 +58,67 @@ pub struct FallbackCache {
     subscriber: JoinHandle<()>,
 }
 
+/// The most keys and patterns [`Pending`] keeps one by one before it gives up and asks for a
+/// clear of the prefix instead: far more than an outage of minutes produces (a write revokes
+/// two or three generations), small enough to replay in one pipeline.
+const MAX_PENDING: usize = 10_000;
+
+/// The invalidations made while Redis was away, to be applied there before it serves again.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Pending {
+    keys: HashSet<String>,
+    patterns: HashSet<String>,
+    /// Too many to keep, or a clear: recovery clears the prefix.
+    everything: bool,
+}
+
+impl Pending {
+    fn add(&mut self, invalidation: &Invalidation) {
+        if self.everything {
+            return;
+        }
+        match invalidation {
+            Invalidation::Keys(keys) => self.keys.extend(keys.iter().cloned()),
+            Invalidation::Pattern(pattern) => {
+                self.patterns.insert(pattern.clone());
+            }
+            Invalidation::All => self.everything = true,
+        }
+        if self.everything || self.keys.len() + self.patterns.len() > MAX_PENDING {
+            *self = Self {
+                everything: true,
+                ..Self::default()
+            };
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.everything && self.keys.is_empty() && self.patterns.is_empty()
+    }
+
+    /// What recovery applies, in order.
+    fn invalidations(self) -> Vec<Invalidation> {
+        if self.everything {
+            return vec![Invalidation::All];
+        }
+        let mut invalidations = Vec::with_capacity(1 + self.patterns.len());
+        if !self.keys.is_empty() {
+            invalidations.push(Invalidation::Keys(self.keys.into_iter().collect()));
+        }
+        invalidations.extend(self.patterns.into_iter().map(Invalidation::Pattern));
+        invalidations
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     tiers: TwoTier,
-    /// Which backend serves. An atomic rather than a lock: operations only read it, and the
-    /// only invariant between it and the stores is the one the recovery clear provides.
+    /// Which backend serves. Set to true only under the lock of `pending`, so that an
+    /// invalidation recorded there is either replayed by recovery or sees Redis back and
+    /// applies itself there.
     on_redis: AtomicBool,
+    /// What recovery must apply to Redis before it serves again.
+    pending: Mutex<Pending>,
 }
 
 impl TierOwner for Shared {
@@ -83,6 +142,7 @@ impl FallbackCache {
         let shared = Arc::new(Shared {
             tiers: TwoTier::new(redis, memory),
             on_redis: AtomicBool::new(true),
+            pending: Mutex::default(),
         });
         let first = match shared.tiers.redis().ping().await {
             Ok(()) => shared.tiers.subscribe_first().await,
@@ -146,40 +206,101 @@ impl Shared {
         }
     }
 
-    /// Clears the prefix in Redis, then serves from it again; see [`FallbackCache`] for why.
+    /// Applies the pending invalidations to Redis and announces them, then serves from it
+    /// again; see [`FallbackCache`] for why. On a failure, what was not applied stays pending
+    /// and memory keeps serving.
     async fn recover(&self) {
-        match self.tiers.redis().clear().await {
-            Ok(removed) => {
-                self.tiers.forget_all();
-                self.on_redis.store(true, Ordering::SeqCst);
-                self.tiers.forget_all();
-                tracing::info!(
-                    removed,
-                    "Redis answers again; cleared its possibly stale entries and serving from it"
-                );
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "Redis answers but could not be cleared yet");
+        let mut replayed = 0;
+        loop {
+            let pending = {
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if pending.is_empty() {
+                    self.tiers.forget_all();
+                    self.on_redis.store(true, Ordering::SeqCst);
+                    break;
+                }
+                std::mem::take(&mut *pending)
+            };
+            let mut invalidations = pending.invalidations().into_iter();
+            while let Some(invalidation) = invalidations.next() {
+                let applied = match self.tiers.invalidate(&invalidation).await {
+                    Ok(_) => self.tiers.announce(invalidation.clone()).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
+                    let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    for unapplied in std::iter::once(invalidation).chain(invalidations) {
+                        pending.add(&unapplied);
+                    }
+                    tracing::debug!(
+                        error = %e,
+                        "Redis answers but the invalidations made while it was away could not \
+                         be applied yet"
+                    );
+                    return;
+                }
+                replayed += 1;
             }
         }
+        self.tiers.forget_all();
+        tracing::info!(
+            replayed,
+            "Redis answers again; applied the invalidations made while it was away and serving \
+             from it"
+        );
     }
 
     /// Applies `invalidation` to Redis and memory and announces it to the other instances;
     /// on a Redis failure, `None` after the switch to memory, for memory to apply it.
-    async fn invalidate(&self, invalidation: Invalidation) -> Option<u64> {
+    async fn invalidate(&self, invalidation: &Invalidation) -> Option<u64> {
         if !self.on_redis() {
             return None;
         }
-        match self.tiers.invalidate(&invalidation).await {
+        match self.tiers.invalidate(invalidation).await {
             Ok(removed) => {
-                if let Err(e) = self.tiers.announce(invalidation).await {
+                if let Err(e) = self.tiers.announce(invalidation.clone()).await {
+                    // Applied on Redis, but not in the other instances' first tiers.
                     self.switch_to_memory(&e);
+                    self.defer(invalidation);
                 }
                 Some(removed)
             }
             Err(e) => {
                 self.switch_to_memory(&e);
                 None
+            }
+        }
+    }
+
+    /// Keeps an invalidation for recovery to apply to Redis; false when Redis serves again
+    /// by now, and the caller must apply it there itself.
+    fn defer(&self, invalidation: &Invalidation) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.on_redis() {
+            return false;
+        }
+        pending.add(invalidation);
+        true
+    }
+
+    /// Applies `invalidation` to Redis (and the other instances' first tiers), or, while
+    /// Redis is away, to memory, keeping it for recovery; returns how many entries it removed
+    /// from the backend that serves.
+    async fn invalidated(&self, invalidation: Invalidation) -> u64 {
+        loop {
+            if let Some(removed) = self.invalidate(&invalidation).await {
+                return removed;
+            }
+            let memory = self.memory();
+            // Infallible: memory always removes.
+            let removed = match &invalidation {
+                Invalidation::Keys(keys) => memory.delete_many(keys).await,
+                Invalidation::Pattern(pattern) => memory.delete_matching(pattern).await,
+                Invalidation::All => memory.clear().await,
+            }
+            .unwrap_or(0);
+            if self.defer(&invalidation) {
+                return removed;
             }
         }
     }
@@ -220,30 +341,56 @@ impl Cache for FallbackCache {
         shared.memory().put(key, value, retain_for).await
     }
 
-    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        match self
-            .shared
-            .invalidate(Invalidation::Key(key.to_owned()))
-            .await
-        {
-            Some(removed) => Ok(removed > 0),
-            None => self.shared.memory().delete(key).await,
+    /// From Redis, where generations are shared by every instance; from memory while it
+    /// stands in.
+    async fn get_or_put_many(
+        &self,
+        keys: &[String],
+        value: Bytes,
+        retain_for: Duration,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let shared = &self.shared;
+        if shared.on_redis() {
+            match shared
+                .tiers
+                .redis()
+                .get_or_put_many(keys, value.clone(), retain_for)
+                .await
+            {
+                Ok(held) => return Ok(held),
+                Err(e) => shared.switch_to_memory(&e),
+            }
         }
+        shared
+            .memory()
+            .get_or_put_many(keys, value, retain_for)
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        let removed = self
+            .shared
+            .invalidated(Invalidation::Keys(vec![key.to_owned()]))
+            .await;
+        Ok(removed > 0)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64, CacheError> {
+        Ok(self
+            .shared
+            .invalidated(Invalidation::Keys(keys.to_vec()))
+            .await)
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
-        let invalidation = Invalidation::Pattern(pattern.to_owned());
-        match self.shared.invalidate(invalidation).await {
-            Some(removed) => Ok(removed),
-            None => self.shared.memory().delete_matching(pattern).await,
-        }
+        Ok(self
+            .shared
+            .invalidated(Invalidation::Pattern(pattern.to_owned()))
+            .await)
     }
 
     async fn clear(&self) -> Result<u64, CacheError> {
-        match self.shared.invalidate(Invalidation::All).await {
-            Some(removed) => Ok(removed),
-            None => self.shared.memory().clear().await,
-        }
+        Ok(self.shared.invalidated(Invalidation::All).await)
     }
 
     /// On Redis, its lease, shared by every instance; on memory (or when Redis fails, which

@@ -1,18 +1,17 @@
 //! The invalidation messages instances send each other to keep their first tiers coherent:
 //! one type, one encoder, one parser.
 //!
-//! On the wire (the channel `<prefix>__invalidate`) a message is one line of text,
+//! On the wire (the channel `<prefix>__invalidate`) a payload is text,
 //! `<origin> key <key>`, `<origin> match <pattern>` or `<origin> clear`, keys and patterns
-//! relative to the prefix. The origin names the sending cache (no spaces), so that it can skip
-//! its own messages; a key or a pattern is the rest of the line and may hold spaces.
-
-use std::fmt;
+//! relative to the prefix; several keys travel as one payload each. The origin names the
+//! sending cache (no spaces), so that it can skip its own messages; a key or a pattern is the
+//! rest of the payload and may hold any character.
 
 /// What a write or an operator made stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Invalidation {
-    /// One entry.
-    Key(String),
+    /// These keys: entries, or the generations of a write.
+    Keys(Vec<String>),
     /// Every entry matching a Redis glob pattern.
     Pattern(String),
     /// Every entry under the prefix.
@@ -32,18 +31,21 @@ pub(crate) struct Message {
 pub(crate) struct Garbage(pub String);
 
 impl Message {
-    /// The message as it is published.
-    pub fn encode(&self) -> String {
+    /// The payloads the message is published as, in order: one per key, or one.
+    pub fn encode(&self) -> Vec<String> {
         let origin = &self.origin;
         match &self.invalidation {
-            Invalidation::Key(key) => format!("{origin} key {key}"),
-            Invalidation::Pattern(pattern) => format!("{origin} match {pattern}"),
-            Invalidation::All => format!("{origin} clear"),
+            Invalidation::Keys(keys) => keys
+                .iter()
+                .map(|key| format!("{origin} key {key}"))
+                .collect(),
+            Invalidation::Pattern(pattern) => vec![format!("{origin} match {pattern}")],
+            Invalidation::All => vec![format!("{origin} clear")],
         }
     }
 
-    /// The message `payload` encodes; anything [`Message::encode`] cannot have written is
-    /// [`Garbage`].
+    /// The message one payload encodes (of one key at most); anything [`Message::encode`]
+    /// cannot have written is [`Garbage`].
     ///
     /// # Errors
     /// [`Garbage`], with the payload (lossily decoded).
@@ -55,7 +57,7 @@ impl Message {
             return Err(garbage());
         }
         let invalidation = match rest.split_once(' ') {
-            Some(("key", key)) => Invalidation::Key(key.to_owned()),
+            Some(("key", key)) => Invalidation::Keys(vec![key.to_owned()]),
             Some(("match", pattern)) => Invalidation::Pattern(pattern.to_owned()),
             None if rest == "clear" => Invalidation::All,
             _ => return Err(garbage()),
@@ -67,12 +69,6 @@ impl Message {
     }
 }
 
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.encode())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -81,7 +77,7 @@ mod tests {
 
     fn invalidation() -> impl Strategy<Value = Invalidation> {
         prop_oneof![
-            any::<String>().prop_map(Invalidation::Key),
+            proptest::collection::vec(any::<String>(), 1..4).prop_map(Invalidation::Keys),
             any::<String>().prop_map(Invalidation::Pattern),
             Just(Invalidation::All),
         ]
@@ -94,13 +90,31 @@ mod tests {
             invalidation in invalidation(),
         ) {
             let message = Message { origin, invalidation };
-            prop_assert_eq!(Message::parse(message.encode().as_bytes()), Ok(message));
+            let parsed: Result<Vec<Message>, Garbage> = message
+                .encode()
+                .iter()
+                .map(|payload| Message::parse(payload.as_bytes()))
+                .collect();
+            let parsed = parsed.map_err(|g| TestCaseError::fail(g.to_string()))?;
+            let invalidation = match parsed.as_slice() {
+                [one] if !matches!(one.invalidation, Invalidation::Keys(_)) => one.invalidation.clone(),
+                keys => Invalidation::Keys(
+                    keys.iter()
+                        .flat_map(|m| match &m.invalidation {
+                            Invalidation::Keys(keys) => keys.clone(),
+                            _ => Vec::new(),
+                        })
+                        .collect(),
+                ),
+            };
+            prop_assert!(parsed.iter().all(|m| m.origin == message.origin));
+            prop_assert_eq!(invalidation, message.invalidation);
         }
 
         #[test]
         fn a_payload_reads_as_a_message_only_if_it_encodes_one(payload in any::<Vec<u8>>()) {
             if let Ok(message) = Message::parse(&payload) {
-                prop_assert_eq!(message.encode().into_bytes(), payload);
+                prop_assert_eq!(message.encode(), vec![String::from_utf8(payload).unwrap()]);
             }
         }
     }
@@ -113,12 +127,12 @@ mod tests {
         };
         let cases = [
             (
-                "1a-2b-0 key stocks:detail:AAPL",
-                Invalidation::Key("stocks:detail:AAPL".into()),
+                "1a-2b-0 key gen:stock:AAPL",
+                Invalidation::Keys(vec!["gen:stock:AAPL".into()]),
             ),
             (
                 "1a-2b-0 key a key with spaces",
-                Invalidation::Key("a key with spaces".into()),
+                Invalidation::Keys(vec!["a key with spaces".into()]),
             ),
             (
                 "1a-2b-0 match stocks:list:*",
@@ -127,9 +141,18 @@ mod tests {
             ("1a-2b-0 clear", Invalidation::All),
         ];
         for (wire, invalidation) in cases {
-            assert_eq!(message(invalidation.clone()).encode(), wire);
+            assert_eq!(message(invalidation.clone()).encode(), vec![wire]);
             assert_eq!(Message::parse(wire.as_bytes()), Ok(message(invalidation)));
         }
+    }
+
+    #[test]
+    fn several_keys_travel_as_one_payload_each_in_order() {
+        let message = Message {
+            origin: "o".to_owned(),
+            invalidation: Invalidation::Keys(vec!["gen:market".into(), "gen:stock:A".into()]),
+        };
+        assert_eq!(message.encode(), ["o key gen:market", "o key gen:stock:A"]);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl TwoTier {
     /// Redis's; memory is then left as it was.
     pub(super) async fn invalidate(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
         let removed = match invalidation {
-            Invalidation::Key(key) => u64::from(self.redis.delete(key).await?),
+            Invalidation::Keys(keys) => self.redis.unlink_each(keys).await?,
             Invalidation::Pattern(pattern) => self.redis.delete_matching(pattern).await?,
             Invalidation::All => self.redis.clear().await?,
         };
@@ -190,10 +190,7 @@ impl TwoTier {
             origin: self.origin.clone(),
             invalidation,
         };
-        self.redis
-            .publish_invalidation(&message.encode())
-            .await
-            .map(drop)
+        self.redis.publish_invalidations(&message.encode()).await
     }
 
     /// Empties memory, after moving the epoch so that no fill under way keeps its entry.
@@ -206,7 +203,11 @@ impl TwoTier {
     async fn apply(&self, invalidation: &Invalidation) {
         self.bump();
         match invalidation {
-            Invalidation::Key(key) => self.memory.forget(key).await,
+            Invalidation::Keys(keys) => {
+                for key in keys {
+                    self.memory.forget(key).await;
+                }
+            }
             Invalidation::Pattern(pattern) => {
                 // Infallible: memory always removes.
                 let _ = self.memory.delete_matching(pattern).await;

@@ -12,6 +12,7 @@ mod cache;
 mod compose;
 mod durability;
 mod fleet;
+mod invalidation;
 mod outage;
 mod quotes;
 mod reads;

@@ -8,6 +8,7 @@
 
 mod batch;
 mod connection;
+mod generation;
 mod lease;
 mod pubsub;
 mod scan;
@@ -149,10 +150,23 @@ impl Cache for RedisCache {
         self.connections.run::<()>(&set).await
     }
 
+    async fn get_or_put_many(
+        &self,
+        keys: &[String],
+        value: Bytes,
+        retain_for: Duration,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        self.get_or_put_each(keys, &value, retain_for).await
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         let mut unlink = redis::cmd("UNLINK");
         unlink.arg(self.full_key(key));
         Ok(self.connections.run::<u64>(&unlink).await? > 0)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64, CacheError> {
+        self.unlink_each(keys).await
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {

@@ -12,14 +12,20 @@ impl RedisCache {
         format!("{}__invalidate", self.key_prefix)
     }
 
-    /// Publishes `message` on the invalidation channel; returns how many subscribers got it.
+    /// Publishes `messages` on the invalidation channel, in order, in one round trip.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time.
-    pub(crate) async fn publish_invalidation(&self, message: &str) -> Result<u64, CacheError> {
-        let mut publish = redis::cmd("PUBLISH");
-        publish.arg(self.invalidation_channel()).arg(message);
-        self.connections.run(&publish).await
+    pub(crate) async fn publish_invalidations(
+        &self,
+        messages: &[String],
+    ) -> Result<(), CacheError> {
+        let channel = self.invalidation_channel();
+        let mut pipeline = redis::pipe();
+        for message in messages {
+            pipeline.cmd("PUBLISH").arg(&channel).arg(message).ignore();
+        }
+        self.connections.run::<()>(&pipeline).await
     }
 
     /// A dedicated pub/sub connection subscribed to the invalidation channel, within the

@@ -52,7 +52,7 @@ async fn promptly<T>(what: &str, operation: impl std::future::Future<Output = T>
 }
 
 #[tokio::test]
-async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale() {
+async fn a_crashed_redis_falls_back_to_memory_and_recovery_replays_only_what_it_missed() {
     let Some(mut server) = RedisServer::start().await else {
         return;
     };
@@ -74,6 +74,10 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
         .expect("stored");
     cache
         .put("stocks:list:1", Bytes::from("old list"), hour)
+        .await
+        .expect("stored");
+    cache
+        .put("stocks:detail:GOOG", Bytes::from("untouched"), hour)
         .await
         .expect("stored");
     bb8_redis::redis::cmd("SET")
@@ -128,9 +132,9 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
         .expect("the server just answered");
     wait_for_redis(&cache).await;
 
-    // The restart loaded the old entries; recovery cleared the prefix before serving, so the
-    // entry invalidated during the outage is not served, and nothing of other applications
-    // was touched. Memory was cleared too.
+    // The restart loaded the old entries; recovery applied what was invalidated during the
+    // outage before serving, so none of that is served, and left everything else alone.
+    // Memory was cleared too.
     assert_eq!(
         text(&cache, "stocks:detail:AAPL").await,
         None,
@@ -142,6 +146,11 @@ async fn a_crashed_redis_falls_back_to_memory_and_recovery_serves_nothing_stale(
         "served a stale entry"
     );
     assert_eq!(text(&cache, "stocks:detail:MSFT").await, None);
+    assert_eq!(
+        text(&cache, "stocks:detail:GOOG").await.as_deref(),
+        Some("untouched"),
+        "recovery removed an entry nothing invalidated"
+    );
     let foreign: Option<String> = bb8_redis::redis::cmd("GET")
         .arg("foreign:key")
         .query_async(&mut raw)

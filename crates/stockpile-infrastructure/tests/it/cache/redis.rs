@@ -16,6 +16,15 @@ async fn put(cache: &RedisCache, key: &str, retain_for: Duration) {
         .expect("Redis accepts the put");
 }
 
+/// The names of the monitored commands that concern this test's keys (under `base`).
+fn names_of_ours<'a>(commands: &'a [(String, String)], base: &str) -> Vec<&'a str> {
+    commands
+        .iter()
+        .filter(|(_, line)| line.contains(base))
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn stores_under_the_prefix_until_the_entry_expires() {
     let Some(mut redis) = RedisTest::start().await else {
@@ -217,14 +226,10 @@ async fn never_sends_keys_or_flushes() {
     cache.clear().await.expect("answers");
     cache.status().await;
     let commands = monitor.stop().await;
-    let ours: Vec<&String> = commands
-        .iter()
-        .filter(|(_, line)| line.contains(&redis.base))
-        .map(|(name, _)| name)
-        .collect();
+    let ours = names_of_ours(&commands, &redis.base);
     for expected in ["SET", "GET", "UNLINK", "SCAN"] {
         assert!(
-            ours.iter().any(|name| *name == expected),
+            ours.contains(&expected),
             "MONITOR did not see our {expected}: {ours:?}"
         );
     }
@@ -410,13 +415,62 @@ async fn a_batch_is_one_pipeline_under_the_prefix() {
             Some(Bytes::from("value of quotes:AAPL"))
         ]
     );
-    let ours: Vec<&String> = commands
-        .iter()
-        .filter(|(_, line)| line.contains(&redis.base))
-        .map(|(name, _)| name)
-        .collect();
+    let ours = names_of_ours(&commands, &redis.base);
     // One pipeline of single-key GETs (no MGET, which a Cluster refuses across slots).
     assert_eq!(ours, ["GET", "GET", "GET"], "one GET per key, pipelined");
     assert!(cache.get_many(&[]).await.expect("answers").is_empty());
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_generation_is_started_once_and_kept_alive_by_whoever_asks_next() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let (a, b) = (redis.cache(&prefix), redis.cache(&prefix));
+    let keys = ["gen:market", "gen:stock:AAPL"].map(String::from);
+    let minute = Duration::from_secs(60);
+    // Two instances starting the same generations at once agree on their tokens.
+    let (from_a, from_b) = tokio::join!(
+        a.get_or_put_many(&keys, Bytes::from("token-a"), minute),
+        b.get_or_put_many(&keys, Bytes::from("token-b"), minute),
+    );
+    let (from_a, from_b) = (from_a.expect("answers"), from_b.expect("answers"));
+    assert_eq!(from_a, from_b);
+    assert!(from_a
+        .iter()
+        .all(|held| held.as_deref() == Some(b"token-a") || held.as_deref() == Some(b"token-b")));
+    let full_key = format!("{prefix}gen:market");
+    assert!((1..=60_000).contains(&redis.pttl(&full_key).await));
+    // Asking again keeps the token and extends its life; it never overwrites.
+    let later = a
+        .get_or_put_many(&keys, Bytes::from("token-c"), Duration::from_secs(3600))
+        .await
+        .expect("answers");
+    assert_eq!(later, from_a);
+    assert!(redis.pttl(&full_key).await > 60_000, "not kept alive");
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn revoking_many_keys_is_one_pipeline_of_single_key_unlinks() {
+    let Some(mut redis) = RedisTest::start().await else {
+        return;
+    };
+    let prefix = format!("{}:", redis.base);
+    let cache = redis.cache(&prefix);
+    put(&cache, "gen:market", Duration::from_secs(60)).await;
+    put(&cache, "gen:stock:AAPL", Duration::from_secs(60)).await;
+    let monitor = Monitor::start(&redis.url).await;
+    let keys = ["gen:market", "gen:stock:AAPL", "gen:history:AAPL"].map(String::from);
+    assert_eq!(cache.delete_many(&keys).await, Ok(2));
+    let commands = monitor.stop().await;
+    let ours = names_of_ours(&commands, &redis.base);
+    // No multi-key UNLINK, which a Cluster refuses across slots.
+    assert_eq!(ours, ["UNLINK", "UNLINK", "UNLINK"]);
+    assert!(!redis.exists(&format!("{prefix}gen:market")).await);
+    assert_eq!(cache.delete_many(&[]).await, Ok(0));
+    redis.assert_foreign_key_survives().await;
     redis.cleanup().await;
 }

@@ -104,6 +104,16 @@ async fn an_invalidation_on_one_instance_reaches_the_other_s_first_tier() {
     // One invalidation of each kind, made on B, each forgotten by A's memory.
     assert_eq!(b.delete("stocks:detail:AAPL").await, Ok(true));
     until_missing(&a, "stocks:detail:AAPL", PROPAGATION, "delete on B").await;
+    for key in ["gen:market", "gen:stock:AAPL"] {
+        a.put(key, Bytes::from("token"), HOUR)
+            .await
+            .expect("stored");
+        assert_eq!(text(&b, key).await.as_deref(), Some("token"));
+    }
+    let revoked = ["gen:market", "gen:stock:AAPL", "gen:history:AAPL"].map(String::from);
+    assert_eq!(a.delete_many(&revoked).await, Ok(2));
+    until_missing(&b, "gen:market", PROPAGATION, "delete_many on A").await;
+    until_missing(&b, "gen:stock:AAPL", PROPAGATION, "delete_many on A").await;
     assert_eq!(b.delete_matching("stocks:list:*").await, Ok(1));
     until_missing(&a, "stocks:list:1", PROPAGATION, "delete_matching on B").await;
     assert_eq!(b.clear().await, Ok(1));
