@@ -348,7 +348,7 @@ fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
 }
 
 /// Today's date, UTC, as `YYYY-MM-DD`.
-fn today() -> String {
+pub(crate) fn today() -> String {
     Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d")

@@ -29,7 +29,8 @@ impl Drop for Server {
     }
 }
 
-fn binary() -> String {
+/// The release binary `prepare` builds.
+pub(crate) fn binary() -> String {
     "target/release/stockpile".into()
 }
 
@@ -63,7 +64,18 @@ pub(crate) fn start_server(
     database: &str,
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
-    let child = Command::new(binary())
+    start_server_from(&binary(), addr, database, env)
+}
+
+/// The server `binary` (this commit's release build, or another's to compare with), as
+/// [`start_server`] starts it.
+pub(crate) fn start_server_from(
+    binary: &str,
+    addr: &str,
+    database: &str,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
+    let child = Command::new(binary)
         .arg("serve")
         .env("DATABASE_URL", database_url(database))
         .env("BIND_ADDR", addr)

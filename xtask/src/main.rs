@@ -4,6 +4,7 @@ mod bench;
 mod fuzz;
 mod harness;
 mod soak;
+mod write_bench;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, ExitCode};
@@ -22,6 +23,10 @@ const TASKS: &[(&str, &str)] = &[
     (
         "bench",
         "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput; rewrites docs/benchmarks.md",
+    ),
+    (
+        "bench-writes",
+        "[--baseline PATH] profile-write and price-upload latency with 10k, 100k and 1M other keys in Redis; rewrites its part of docs/benchmarks.md",
     ),
     (
         "soak",
@@ -46,6 +51,9 @@ fn main() -> ExitCode {
         Some("openapi") => openapi(),
         Some("layers") => layers(),
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("bench-writes") => {
+            write_bench::bench_writes(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
