@@ -882,35 +882,4 @@ mod tests {
             Ok(())
         });
     }
-
-    /// `docs/configuration.md`'s table of every setting: the variables it names, each with its
-    /// TOML key, and the ones read outside the layers.
-    #[test]
-    fn docs_configuration_md_documents_exactly_the_accepted_variables() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
-        let text = std::fs::read_to_string(path).unwrap();
-        let table = text
-            .split("## Every setting")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
-            .unwrap();
-        let mut documented = std::collections::BTreeSet::new();
-        for row in table.lines().filter(|line| line.starts_with("| `")) {
-            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-            let name = cells[1].trim_matches('`');
-            if ["STOCKPILE_CONFIG", "RUST_LOG"].contains(&name) {
-                assert_eq!(cells[2], "—", "{name} is read outside the layers");
-                continue;
-            }
-            assert_eq!(
-                cells[2],
-                format!("`{}`", name.to_ascii_lowercase()),
-                "the TOML key of {name}"
-            );
-            assert!(documented.insert(name.to_owned()), "{name} twice");
-        }
-        let accepted: std::collections::BTreeSet<String> =
-            Settings::variables().iter().map(Variable::name).collect();
-        assert_eq!(documented, accepted);
-    }
 }

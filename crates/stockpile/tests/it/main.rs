@@ -10,6 +10,7 @@ mod backends;
 mod browser;
 mod cache;
 mod compose;
+mod docs;
 mod durability;
 mod fleet;
 mod outage;
