@@ -15,6 +15,7 @@ mod durability;
 mod fleet;
 mod outage;
 mod quotes;
+mod readme;
 mod reads;
 mod schemathesis;
 mod secrets;
