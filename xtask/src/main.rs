@@ -122,22 +122,8 @@ fn dev() -> Result<(), String> {
     command
         .env("ADMIN_TOKEN", &token)
         .env("LOG_FORMAT", "pretty");
-    if answers("127.0.0.1:5432") {
-        let url = format!("postgres://postgres@127.0.0.1:5432/{DEV_DATABASE}");
-        match seed_postgres(&url) {
-            Ok(()) => {
-                command.env("DATABASE_URL", &url);
-                println!("database: PostgreSQL ({url})");
-            }
-            Err(why) => println!(
-                "database: embedded SQLite (./stockpile.db): PostgreSQL at 127.0.0.1:5432 \
-                 answers but {why}; to use it, create the database \
-                 (createdb -h 127.0.0.1 -U postgres {DEV_DATABASE}) for a password-less \
-                 postgres role"
-            ),
-        }
-    } else {
-        println!("database: embedded SQLite (./stockpile.db); no PostgreSQL at 127.0.0.1:5432");
+    if let Some(url) = dev_database_url(answers("127.0.0.1:5432"), seed_postgres) {
+        command.env("DATABASE_URL", url);
     }
     // The server settles the cache itself, exactly as `cargo run` does.
     if answers("127.0.0.1:6379") {
@@ -149,6 +135,34 @@ fn dev() -> Result<(), String> {
     println!("docs:     http://127.0.0.1:8080/docs/");
     println!("admin:    Authorization: Bearer {token}");
     run(&mut command)
+}
+
+/// The `DATABASE_URL` dev serves, `None` for the embedded SQLite: the local PostgreSQL's
+/// development database when PostgreSQL answers and `prepare` (creating and seeding it) succeeds.
+fn dev_database_url(
+    postgres_answers: bool,
+    prepare: impl FnOnce(&str) -> Result<(), String>,
+) -> Option<String> {
+    if !postgres_answers {
+        println!("database: embedded SQLite (./stockpile.db); no PostgreSQL at 127.0.0.1:5432");
+        return None;
+    }
+    let url = format!("postgres://postgres@127.0.0.1:5432/{DEV_DATABASE}");
+    match prepare(&url) {
+        Ok(()) => {
+            println!("database: PostgreSQL ({url})");
+            Some(url)
+        }
+        Err(why) => {
+            println!(
+                "database: embedded SQLite (./stockpile.db): PostgreSQL at 127.0.0.1:5432 \
+                 answers but {why}; to use it, create the database \
+                 (createdb -h 127.0.0.1 -U postgres {DEV_DATABASE}) for a password-less \
+                 postgres role"
+            );
+            None
+        }
+    }
 }
 
 /// The exported `ADMIN_TOKEN`, else the README's.
@@ -348,6 +362,17 @@ mod tests {
         assert!(readme().contains(&format!("export ADMIN_TOKEN={DEV_ADMIN_TOKEN}\n")));
         assert_eq!(dev_admin_token(None), DEV_ADMIN_TOKEN);
         assert_eq!(dev_admin_token(Some("mine".into())), "mine");
+    }
+
+    #[test]
+    fn dev_serves_the_embedded_database_when_postgresql_cannot_be_prepared() {
+        let unprepared = |_: &str| -> Result<(), String> { panic!("nothing to prepare") };
+        assert_eq!(dev_database_url(false, unprepared), None);
+        assert_eq!(dev_database_url(true, |_| Err("no psql".into())), None);
+        assert_eq!(
+            dev_database_url(true, |_| Ok(())).as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/stockpile_dev")
+        );
     }
 
     #[test]
