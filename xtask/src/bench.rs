@@ -211,8 +211,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         println!("peak resident memory of the server: {peak}");
         (figures, peak)
     };
-    // `CACHE_LOCAL_TTL=0`: entries put in the first tier expire at once, so every hit is a
-    // Redis round trip.
+    // `CACHE_LOCAL_TTL=0` switches the first tier off, so every hit is a Redis round trip.
     let without_first_tier = {
         let _server = start(scale, "redis", "0")?;
         ensure_on_redis(ADDR)?;
@@ -424,7 +423,7 @@ family, none asked before, so each is a miss that loads from the database, store
 64 connections, 5 s per read, on the same 2-core machine as the server (the load generator takes its share), \
 against the same server's `/health` as the reference; the last column is a second 5 s run at 4 connections. \
 Peak resident memory of the server over the whole Redis run (`VmHWM`, default cache bounds): {peak_resident}. \
-The *no L1* columns are a second server with `CACHE_LOCAL_TTL=0`, whose first-tier entries expire at once, so every \
+The *no L1* columns are a second server with `CACHE_LOCAL_TTL=0`, which switches the first tier off, so every \
 hit is a Redis round trip; its share is of the `/health` of that same run.\n\n{load}{end_marker}",
         machine(),
         scale.name(),

@@ -15,7 +15,10 @@ const TASKS: &[(&str, &str)] = &[
         "dev",
         "serve locally: PostgreSQL and Redis when they answer, else the embedded defaults",
     ),
-    ("test", "the whole test suite, exactly as CI runs it"),
+    (
+        "test",
+        "the whole test suite with CI's command; CI also installs tools, starts services, sets CI=true",
+    ),
     (
         "openapi",
         "write docs/openapi.json from the binary's document",
@@ -43,11 +46,21 @@ const TASKS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The test command `.ci/run` ends with.
+const TEST_COMMAND: [&str; 3] = ["test", "--workspace", "--locked"];
+
+/// The admin token `cargo xtask dev` gives the server when none is exported: the README's, so
+/// its examples answer as written.
+const DEV_ADMIN_TOKEN: &str = "dev-token-change-me-0123456789abcdef";
+
+/// The database `cargo xtask dev` uses on the local PostgreSQL.
+const DEV_DATABASE: &str = "stockpile_dev";
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("dev") => dev(),
-        Some("test") => cargo(&["test", "--workspace"]),
+        Some("test") => cargo(&TEST_COMMAND),
         Some("openapi") => openapi(),
         Some("layers") => layers(),
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
@@ -68,7 +81,7 @@ fn main() -> ExitCode {
                 ])
             })
             .and_then(|()| layers())
-            .and_then(|()| cargo(&["test", "--workspace"])),
+            .and_then(|()| cargo(&TEST_COMMAND)),
         _ => {
             eprintln!("usage: cargo xtask <task>\n");
             for (name, what) in TASKS {
@@ -113,43 +126,72 @@ fn answers(addr: &str) -> bool {
 fn dev() -> Result<(), String> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(["run", "-p", "stockpile", "--", "serve"]);
-    let token = "dev-admin-token-not-for-production-0000";
+    let token = dev_admin_token(std::env::var("ADMIN_TOKEN").ok());
     command
-        .env("ADMIN_TOKEN", token)
+        .env("ADMIN_TOKEN", &token)
         .env("LOG_FORMAT", "pretty");
-    if answers("127.0.0.1:5432") {
-        let url = "postgres://postgres@127.0.0.1:5432/stockpile_dev";
-        create_postgres_database("stockpile_dev");
+    if let Some(url) = dev_database_url(answers("127.0.0.1:5432"), seed_postgres) {
         command.env("DATABASE_URL", url);
-        println!("database: PostgreSQL ({url})");
-    } else {
-        println!("database: embedded SQLite (./stockpile.db); no PostgreSQL at 127.0.0.1:5432");
     }
+    // The server settles the cache itself, exactly as `cargo run` does.
     if answers("127.0.0.1:6379") {
         println!("cache:    Redis at 127.0.0.1:6379");
     } else {
         println!("cache:    in-process memory; no Redis at 127.0.0.1:6379");
-        command.env("CACHE_BACKEND", "memory");
     }
     println!("API:      http://127.0.0.1:8080/api/stocks");
     println!("docs:     http://127.0.0.1:8080/docs/");
     println!("admin:    Authorization: Bearer {token}");
-    if answers("127.0.0.1:5432") {
-        // The server seeds only the embedded database by itself; seed PostgreSQL when empty.
-        let mut seed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        seed.args(["run", "-p", "stockpile", "--", "seed", "--if-empty"]);
-        for (key, value) in command.get_envs() {
-            if let Some(value) = value {
-                seed.env(key, value);
-            }
-        }
-        run(&mut seed)?;
-    }
     run(&mut command)
 }
 
+/// The `DATABASE_URL` dev serves, `None` for the embedded SQLite: the local PostgreSQL's
+/// development database when PostgreSQL answers and `prepare` (creating and seeding it) succeeds.
+fn dev_database_url(
+    postgres_answers: bool,
+    prepare: impl FnOnce(&str) -> Result<(), String>,
+) -> Option<String> {
+    if !postgres_answers {
+        println!("database: embedded SQLite (./stockpile.db); no PostgreSQL at 127.0.0.1:5432");
+        return None;
+    }
+    let url = format!("postgres://postgres@127.0.0.1:5432/{DEV_DATABASE}");
+    match prepare(&url) {
+        Ok(()) => {
+            println!("database: PostgreSQL ({url})");
+            Some(url)
+        }
+        Err(why) => {
+            println!(
+                "database: embedded SQLite (./stockpile.db): PostgreSQL at 127.0.0.1:5432 \
+                 answers but {why}; to use it, create the database \
+                 (createdb -h 127.0.0.1 -U postgres {DEV_DATABASE}) for a password-less \
+                 postgres role"
+            );
+            None
+        }
+    }
+}
+
+/// The exported `ADMIN_TOKEN`, else the README's.
+fn dev_admin_token(exported: Option<String>) -> String {
+    exported.unwrap_or_else(|| DEV_ADMIN_TOKEN.to_owned())
+}
+
+/// Creates the development database when it is missing and seeds it when empty (the server
+/// seeds only the embedded database by itself).
+fn seed_postgres(url: &str) -> Result<(), String> {
+    create_postgres_database(DEV_DATABASE);
+    let mut seed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    seed.args(["run", "-p", "stockpile", "--", "seed", "--if-empty"])
+        .env("DATABASE_URL", url)
+        .env("LOG_FORMAT", "pretty");
+    run(&mut seed).map_err(|_| format!("{url} could not be seeded (see above)"))
+}
+
 fn create_postgres_database(name: &str) {
-    // Fails harmlessly when the database already exists.
+    // Fails harmlessly when the database already exists, or psql is missing: seeding, which
+    // comes next, says whether the database is there.
     let _ = Command::new("psql")
         .args([
             "-h",
@@ -300,5 +342,56 @@ fn layers() -> Result<(), String> {
         Ok(())
     } else {
         Err(violations.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readme() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
+    }
+
+    #[test]
+    fn the_readme_lists_every_task_and_no_other() {
+        let readme = readme();
+        let listed: Vec<&str> = readme
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `cargo xtask "))
+            .filter_map(|rest| rest.split([' ', '`']).next())
+            .collect();
+        let tasks: Vec<&str> = TASKS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(listed, tasks);
+    }
+
+    #[test]
+    fn dev_gives_the_exported_admin_token_else_the_readmes() {
+        assert!(readme().contains(&format!("export ADMIN_TOKEN={DEV_ADMIN_TOKEN}\n")));
+        assert_eq!(dev_admin_token(None), DEV_ADMIN_TOKEN);
+        assert_eq!(dev_admin_token(Some("mine".into())), "mine");
+    }
+
+    #[test]
+    fn dev_serves_the_embedded_database_when_postgresql_cannot_be_prepared() {
+        let unprepared = |_: &str| -> Result<(), String> { panic!("nothing to prepare") };
+        assert_eq!(dev_database_url(false, unprepared), None);
+        assert_eq!(dev_database_url(true, |_| Err("no psql".into())), None);
+        assert_eq!(
+            dev_database_url(true, |_| Ok(())).as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/stockpile_dev")
+        );
+    }
+
+    #[test]
+    fn test_runs_the_command_ci_ends_with() {
+        let ci =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/run")).unwrap();
+        let last_command = ci
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap();
+        assert_eq!(last_command, format!("cargo {}", TEST_COMMAND.join(" ")));
     }
 }

@@ -8,7 +8,7 @@ use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{RepositoryError, StockRepository};
 use stockpile_application::{AppError, ServiceSettings, StockService, Stockpile};
 use stockpile_infrastructure::{
-    build_cache, CacheBackendKind, CacheSettings, RedisSettings, SeaOrmStockRepository,
+    build_cache, CacheBackendKind, CacheSettings, RedisCache, RedisSettings, SeaOrmStockRepository,
 };
 
 use crate::seed::{seed, SeedOptions};
@@ -54,6 +54,24 @@ fn cache_settings(cache: &CacheSection, redis: &RedisSection) -> CacheSettings {
     }
 }
 
+/// Settles the embedded default, `auto` with no `REDIS_URL` set: the default Redis when it
+/// answers at start, else this process's memory for the process's life. Someone who never
+/// configured Redis has lost nothing, so memory then is the backend of record (not `degraded`,
+/// entries live their full lifetimes); with `REDIS_URL` set, memory only stands in for it.
+async fn settle_embedded_default(mut cache: CacheSettings, redis_url_set: bool) -> CacheSettings {
+    if cache.backend == CacheBackendKind::Auto
+        && !redis_url_set
+        && RedisCache::new(&cache.redis).ping().await.is_err()
+    {
+        tracing::info!(
+            "no Redis answers at the default address and REDIS_URL is not set: caching in this \
+             process's memory; set REDIS_URL to use a Redis"
+        );
+        cache.backend = CacheBackendKind::Memory;
+    }
+    cache
+}
+
 /// Connects the database (migrating it) and the cache, and builds the use cases; each adapter
 /// gets its own section of the settings.
 ///
@@ -64,7 +82,14 @@ pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
     let repository =
         Arc::new(SeaOrmStockRepository::connect(database.url.expose(), database.options()).await?);
     repository.migrate().await?;
-    let cache = build_cache(&cache_settings(&settings.cache, &settings.redis)).await;
+    let cache = build_cache(
+        &settle_embedded_default(
+            cache_settings(&settings.cache, &settings.redis),
+            settings.redis.url.is_some(),
+        )
+        .await,
+    )
+    .await;
     let service: Arc<dyn StockService> = Arc::new(Stockpile::new(
         repository.clone() as Arc<dyn StockRepository>,
         cache,
@@ -150,5 +175,39 @@ impl Application {
     /// An I/O error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stockpile_application::ports::{CacheBackend, CacheState};
+
+    use super::*;
+
+    /// The cache settings of `auto` with Redis at an address where nothing listens.
+    fn auto_without_redis() -> CacheSettings {
+        CacheSettings {
+            redis: RedisSettings {
+                url: "redis://127.0.0.1:1/0".into(),
+                ..RedisSettings::default()
+            },
+            ..CacheSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_embedded_default_without_redis_is_memory_and_not_degraded() {
+        let settled = settle_embedded_default(auto_without_redis(), false).await;
+        assert_eq!(settled.backend, CacheBackendKind::Memory);
+        let status = build_cache(&settled).await.status().await;
+        assert_eq!(status.state, CacheState::Serving(CacheBackend::Memory));
+    }
+
+    #[tokio::test]
+    async fn an_explicit_redis_url_keeps_auto_falling_back_to_memory_while_redis_is_away() {
+        let settled = settle_embedded_default(auto_without_redis(), true).await;
+        assert_eq!(settled.backend, CacheBackendKind::Auto);
+        let status = build_cache(&settled).await.status().await;
+        assert_eq!(status.state, CacheState::FallenBack);
     }
 }
