@@ -104,16 +104,18 @@ struct Pair {
     _database_proxy: Option<FaultProxy>,
 }
 
-/// Fault 3 of the invalidation issue: B reaches the database 15 ms late (a loaded database,
-/// another zone), 8 readers keep B loading, and A writes. A load on B that read the database
-/// before A's commit must never be the answer after it, on either instance.
+/// Fault 3 of the invalidation issue: B reaches the database 40 ms late each way (a loaded
+/// database, another zone) and 8 readers keep reading on B. Each round removes B's entry so
+/// that B loads, and A writes while that load may be under way: after its query ran, before
+/// its answer came back. B's load, older than the write, must never be the answer after it, on
+/// either instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_on_one_instance_never_outlives_a_write_on_the_other() {
     let _heavy = crate::support::one_heavy_test_at_a_time().await;
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let Some(pair) = pair(&redis.url(), &redis.url(), Some(Duration::from_millis(15))).await else {
+    let Some(pair) = pair(&redis.url(), &redis.url(), Some(DATABASE_DELAY)).await else {
         return;
     };
     let (a, b) = (Arc::new(pair.a), Arc::new(pair.b));
@@ -130,7 +132,22 @@ async fn a_load_on_one_instance_never_outlives_a_write_on_the_other() {
         })
         .collect();
     let mut late = Vec::new();
-    for write in 0..40 {
+    for write in 0..ROUNDS {
+        let removed = b
+            .admin(
+                Method::DELETE,
+                &format!("/api/cache/key/stocks:detail:{ticker}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(removed.status().is_success() || removed.status() == 404);
+        // B's readers miss at once; its load's queries reach the database a delay later each,
+        // and their answers come back a delay after that. Aim the write into that window:
+        // spread over the rounds, from at once to six delays, so that some land there on any
+        // machine, whatever the number of round trips a load takes.
+        let aim = DATABASE_DELAY * u32::try_from(write % 12).unwrap() / 2;
+        tokio::time::sleep(aim).await;
         let name = format!("Renamed {write}");
         rename(&a, &ticker, &name).await;
         // The writer's own next read sees its write at once.
@@ -147,10 +164,14 @@ async fn a_load_on_one_instance_never_outlives_a_write_on_the_other() {
     }
     assert!(
         late.is_empty(),
-        "{} of 40 writes were followed by an older answer (write, on A, on B): {late:?}",
+        "{} of {ROUNDS} writes were followed by an older answer (write, on A, on B): {late:?}",
         late.len()
     );
 }
+
+/// How late B's database answers, each way, in the race above.
+const DATABASE_DELAY: Duration = Duration::from_millis(40);
+const ROUNDS: usize = 24;
 
 /// Fault 2: A is cut off from Redis while it takes a write. When A reports itself back on
 /// Redis, the write's entries are stale everywhere (B's first tier included), and nothing else
