@@ -9,6 +9,7 @@ use std::time::Duration;
 use stockpile_application::cache_aside::BreakerState;
 use stockpile_application::cache_keys::KeyFamily;
 use stockpile_application::metrics::{CacheEvent, CacheMetrics};
+use stockpile_application::ports::CacheFaults;
 
 /// Upper bounds of the latency histogram, in seconds: from a cache hit to a slow cold query.
 const BUCKETS: [f64; 12] = [
@@ -66,17 +67,18 @@ impl HttpMetrics {
         histogram.count += 1;
     }
 
-    /// The whole `/metrics` page: HTTP traffic, cache counters by family, serving backend,
-    /// and the database breaker.
+    /// The whole `/metrics` page: HTTP traffic, cache counters by family, the serving
+    /// backend and Redis's faults, and the database breaker.
     pub fn render(
         &self,
         cache: &CacheMetrics,
-        backend: &str,
+        (backend, faults): (&str, CacheFaults),
         breaker: (BreakerState, u64),
     ) -> String {
         let mut out = String::with_capacity(4096);
         self.render_http(&mut out);
         render_cache(&mut out, cache, backend);
+        render_faults(&mut out, faults);
         render_breaker(&mut out, breaker);
         out
     }
@@ -216,6 +218,24 @@ fn render_cache(out: &mut String, cache: &CacheMetrics, backend: &str) {
     }
 }
 
+fn render_faults(out: &mut String, faults: CacheFaults) {
+    for (name, value, help) in [
+        (
+            "stockpile_cache_failed_commands_total",
+            faults.failed_commands,
+            "Redis commands that failed or missed their timeout, each answered from the database.",
+        ),
+        (
+            "stockpile_cache_fallbacks_total",
+            faults.fallbacks,
+            "Times in-process memory took over because Redis was found unreachable.",
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -238,11 +258,21 @@ mod tests {
         let metrics = HttpMetrics::default();
         metrics.observe("GET", "/api/stocks/{ticker}", 200, Duration::from_millis(3));
         metrics.observe("GET", "/api/stocks/{ticker}", 404, Duration::from_secs(10));
-        let page = metrics.render(&CacheMetrics::default(), "memory", (BreakerState::Open, 2));
+        let faults = CacheFaults {
+            failed_commands: 7,
+            fallbacks: 1,
+        };
+        let page = metrics.render(
+            &CacheMetrics::default(),
+            ("memory", faults),
+            (BreakerState::Open, 2),
+        );
         assert!(
             page.contains("stockpile_database_circuit_open 1\n"),
             "{page}"
         );
+        assert!(page.contains("stockpile_cache_failed_commands_total 7\n"));
+        assert!(page.contains("stockpile_cache_fallbacks_total 1\n"));
         assert!(
             page.contains("stockpile_database_circuit_opened_total 2\n"),
             "{page}"

@@ -53,6 +53,7 @@ impl Cache for MapCache {
             state: CacheState::Serving(CacheBackend::Memory),
             topology: None,
             key_prefix: String::new(),
+            faults: Default::default(),
         }
     }
 }

@@ -147,5 +147,6 @@ pub fn cache_status(backend: &str) -> CacheStatus {
         state,
         topology,
         key_prefix: "stockpile:".to_owned(),
+        faults: Default::default(),
     }
 }

@@ -72,6 +72,11 @@ pub struct CacheStatusView {
     pub misses: u64,
     /// Cache operations that failed.
     pub errors: u64,
+    /// Redis commands that failed or missed their timeout, each answered from the database
+    /// instead: many with no `fallbacks` is a slow Redis, not a dead one.
+    pub failed_commands: u64,
+    /// Times in-process memory took over because Redis was found unreachable.
+    pub fallbacks: u64,
 }
 
 /// How many keys an operation removed.
@@ -90,11 +95,15 @@ pub struct Deleted {
 )]
 pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
     let metrics = state.service.cache_metrics();
+    let status = state.service.cache_status().await;
+    let faults = status.faults;
     let view = CacheStatusView {
-        status: state.service.cache_status().await.into(),
+        status: status.into(),
         hits: metrics.total(CacheEvent::Hit),
         misses: metrics.total(CacheEvent::Miss),
         errors: metrics.total(CacheEvent::Error),
+        failed_commands: faults.failed_commands,
+        fallbacks: faults.fallbacks,
     };
     HttpResponse::Ok().json(view)
 }

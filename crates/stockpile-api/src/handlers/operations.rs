@@ -133,10 +133,12 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain; version=0.0.4"))
 )]
 pub async fn metrics(state: web::Data<ApiState>, http: web::Data<HttpMetrics>) -> HttpResponse {
-    let backend = CacheStateView::from(state.service.cache_status().await).backend;
+    let status = state.service.cache_status().await;
+    let faults = status.faults;
+    let backend = CacheStateView::from(status).backend;
     let page = http.render(
         &state.service.cache_metrics(),
-        backend,
+        (backend, faults),
         state.service.database_breaker(),
     );
     HttpResponse::Ok()

@@ -11,6 +11,19 @@ pub struct CacheStatus {
     pub topology: Option<RedisTopology>,
     /// The namespace every key lives under.
     pub key_prefix: String,
+    /// What went wrong with Redis since the process started; zero without Redis.
+    pub faults: CacheFaults,
+}
+
+/// Counters that tell a slow Redis from a dead one: many failed commands and no fallbacks is
+/// a slow Redis; fallbacks are outages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheFaults {
+    /// Redis commands that failed or missed their timeout; each was answered from the
+    /// database instead.
+    pub failed_commands: u64,
+    /// Times memory took over because Redis was found unreachable.
+    pub fallbacks: u64,
 }
 
 /// Where a cache stands: each state names the backend it concerns, so none can contradict

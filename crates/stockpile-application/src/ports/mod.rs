@@ -5,7 +5,9 @@ mod repository;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use cache::MockCache;
-pub use cache::{Cache, CacheBackend, CacheError, CacheState, CacheStatus, RedisTopology};
+pub use cache::{
+    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus, RedisTopology,
+};
 #[cfg(any(test, feature = "mocks"))]
 pub use repository::MockStockRepository;
 pub use repository::{

@@ -2,13 +2,16 @@
 //! While Redis serves, memory is also its first tier ([`super::tiered`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState, CacheStatus};
+use stockpile_application::ports::{
+    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus,
+};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::invalidation::Invalidation;
@@ -22,14 +25,22 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Serves from Redis (through its first tier), and from a [`MemoryCache`] while Redis does
 /// not answer.
 ///
-/// - Any Redis error or timeout switches to memory at once, for every later operation; the
-///   switch is logged once. An invalidation (`delete`, `delete_many`, `delete_matching`,
-///   `clear`) that fails on Redis switches too, and is then applied to memory, so that
-///   entries it should have removed from Redis are never served. A failed `PUBLISH` of an
-///   invalidation counts as a Redis failure too.
-/// - A probe task owned by the cache pings Redis every second and, once Redis answers again,
-///   switches back; it stops when the cache is dropped. While on Redis it pings too, so that
-///   the status notices an outage even when no request does.
+/// - A slow command is not an outage. A read, a store or a lease that fails or misses the
+///   command timeout is counted and answered as a cache failure (the request is served from
+///   the database, its answer not stored), and wakes the probe at once. Only the probe's
+///   verdict switches to memory: a `PING` with ten command timeouts to answer, which a
+///   slowed Redis passes and a dead one fails (at once when refused, after the probe's
+///   timeout when black-holed). The switch is logged once.
+/// - An invalidation (`delete`, `delete_many`, `delete_matching`, `clear`) that fails on
+///   Redis switches at once, and is then applied to memory and kept for recovery: Redis may
+///   still hold entries it made stale, so Redis must not serve until it is applied there. A
+///   failed `PUBLISH` of an invalidation counts the same way.
+/// - The probe task owned by the cache pings Redis every second (and at once after a failed
+///   command) and, once Redis answers again, switches back; it stops when the cache is
+///   dropped. While on Redis it pings too, so that the status notices an outage even when no
+///   request does.
+/// - [`CacheFaults`] counts the failed commands and the switches, so that an operator can
+///   tell a slow Redis (many failed commands, no switch) from a dead one.
 /// - Memory entries live at most the memory cache's TTL cap (`CACHE_LOCAL_TTL`): other
 ///   instances cannot reach this process's memory to invalidate it.
 ///
@@ -119,6 +130,10 @@ struct Shared {
     on_redis: AtomicBool,
     /// What recovery must apply to Redis before it serves again.
     pending: Mutex<Pending>,
+    /// Wakes the probe when a command failed, for its verdict.
+    suspicion: Arc<Notify>,
+    failed_commands: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 impl TierOwner for Shared {
@@ -143,6 +158,9 @@ impl FallbackCache {
             tiers: TwoTier::new(redis, memory),
             on_redis: AtomicBool::new(true),
             pending: Mutex::default(),
+            suspicion: Arc::new(Notify::new()),
+            failed_commands: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
         });
         let first = match shared.tiers.redis().ping().await {
             Ok(()) => shared.tiers.subscribe_first().await,
@@ -151,7 +169,10 @@ impl FallbackCache {
                 None
             }
         };
-        let probe = tokio::spawn(probe(Arc::downgrade(&shared)));
+        let probe = tokio::spawn(probe(
+            Arc::downgrade(&shared),
+            Arc::clone(&shared.suspicion),
+        ));
         let subscriber = tokio::spawn(tiered::subscriber(Arc::downgrade(&shared), first));
         Self {
             shared,
@@ -168,20 +189,27 @@ impl Drop for FallbackCache {
     }
 }
 
-/// Pings Redis every [`PROBE_INTERVAL`] until the cache is dropped, switching as it answers.
-async fn probe(shared: Weak<Shared>) {
+/// Pings Redis every [`PROBE_INTERVAL`], and at once when `suspicion` is notified (a command
+/// failed), until the cache is dropped, switching as it answers.
+async fn probe(shared: Weak<Shared>, suspicion: Arc<Notify>) {
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        let suspected = tokio::select! {
+            _ = ticks.tick() => false,
+            () = suspicion.notified() => true,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let answered = shared.tiers.redis().ping().await;
+        let answered = shared.tiers.redis().probe().await;
         match answered {
             Err(e) if shared.on_redis() => shared.switch_to_memory(&e),
             Ok(()) if !shared.on_redis() => shared.recover().await,
+            Ok(()) if suspected => tracing::debug!(
+                "Redis answered the probe after a failed command: slow, not down; staying on it"
+            ),
             _ => {}
         }
     }
@@ -192,12 +220,22 @@ impl Shared {
         self.tiers.memory()
     }
 
+    /// Counts a failed read, store or lease and asks the probe whether Redis is down; the
+    /// caller answers as if the cache were unavailable for this one operation.
+    fn suspect(&self, why: &CacheError) -> CacheError {
+        self.failed_commands.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(error = %why, "a Redis command failed; probing Redis");
+        self.suspicion.notify_one();
+        why.clone()
+    }
+
     fn switch_to_memory(&self, why: &CacheError) {
         if self
             .on_redis
             .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 error = %why,
                 "Redis is unavailable; caching in memory until it answers again"
@@ -311,10 +349,7 @@ impl Cache for FallbackCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared.tiers.get(key).await {
-                Ok(value) => return Ok(value),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+            return shared.tiers.get(key).await.map_err(|e| shared.suspect(&e));
         }
         shared.memory().get(key).await
     }
@@ -322,10 +357,11 @@ impl Cache for FallbackCache {
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared.tiers.get_many(keys).await {
-                Ok(values) => return Ok(values),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+            return shared
+                .tiers
+                .get_many(keys)
+                .await
+                .map_err(|e| shared.suspect(&e));
         }
         shared.memory().get_many(keys).await
     }
@@ -333,10 +369,11 @@ impl Cache for FallbackCache {
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared.tiers.put(key, value.clone(), retain_for).await {
-                Ok(()) => return Ok(()),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+            return shared
+                .tiers
+                .put(key, value, retain_for)
+                .await
+                .map_err(|e| shared.suspect(&e));
         }
         shared.memory().put(key, value, retain_for).await
     }
@@ -351,15 +388,12 @@ impl Cache for FallbackCache {
     ) -> Result<Vec<Option<Bytes>>, CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared
+            return shared
                 .tiers
                 .redis()
-                .get_or_put_many(keys, value.clone(), retain_for)
+                .get_or_put_many(keys, value, retain_for)
                 .await
-            {
-                Ok(held) => return Ok(held),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+                .map_err(|e| shared.suspect(&e));
         }
         shared
             .memory()
@@ -393,15 +427,16 @@ impl Cache for FallbackCache {
         Ok(self.shared.invalidated(Invalidation::All).await)
     }
 
-    /// On Redis, its lease, shared by every instance; on memory (or when Redis fails, which
-    /// switches to memory as any failure does), always granted.
+    /// On Redis, its lease, shared by every instance; on memory, always granted.
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared.tiers.redis().try_lease(key, ttl).await {
-                Ok(granted) => return Ok(granted),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+            return shared
+                .tiers
+                .redis()
+                .try_lease(key, ttl)
+                .await
+                .map_err(|e| shared.suspect(&e));
         }
         shared.memory().try_lease(key, ttl).await
     }
@@ -409,10 +444,12 @@ impl Cache for FallbackCache {
     async fn release_lease(&self, key: &str) -> Result<(), CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            match shared.tiers.redis().release_lease(key).await {
-                Ok(()) => return Ok(()),
-                Err(e) => shared.switch_to_memory(&e),
-            }
+            return shared
+                .tiers
+                .redis()
+                .release_lease(key)
+                .await
+                .map_err(|e| shared.suspect(&e));
         }
         shared.memory().release_lease(key).await
     }
@@ -428,6 +465,10 @@ impl Cache for FallbackCache {
             },
             topology: Some(redis.topology()),
             key_prefix: redis.key_prefix().to_owned(),
+            faults: CacheFaults {
+                failed_commands: self.shared.failed_commands.load(Ordering::Relaxed),
+                fallbacks: self.shared.fallbacks.load(Ordering::Relaxed),
+            },
         }
     }
 }

@@ -185,6 +185,7 @@ impl Cache for MemoryCache {
             state: CacheState::Serving(CacheBackend::Memory),
             topology: None,
             key_prefix: self.key_prefix.clone(),
+            faults: Default::default(),
         }
     }
 }

@@ -64,6 +64,7 @@ impl Cache for NullCache {
             state: CacheState::Off,
             topology: None,
             key_prefix: self.key_prefix.clone(),
+            faults: Default::default(),
         }
     }
 }

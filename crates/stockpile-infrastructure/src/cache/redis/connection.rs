@@ -101,6 +101,23 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+/// `PING` on `link`, opened first (within `patience`) when there is none.
+async fn ping(topology: &Topology, link: &mut Option<Link>, patience: Duration) -> RedisResult<()> {
+    let conn = match link {
+        Some(conn) => conn,
+        None => {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(patience))
+                .set_response_timeout(Some(patience));
+            link.insert(topology.connect(&config).await?)
+        }
+    };
+    redis::cmd("PING")
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
 /// The connections to Redis and the rules every command is sent by.
 pub(super) struct Connections {
     /// The connection pool, or why there is none: a URL that does not parse is reported by
@@ -112,6 +129,8 @@ pub(super) struct Connections {
     /// One connection per single-threaded runtime's thread (actix-web's workers); see
     /// [`Connections::worker_connection`].
     worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
+    /// The probe's own connection; see [`Connections::probe`].
+    probe_link: tokio::sync::Mutex<Option<Link>>,
     /// The longest wait for a new connection.
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -174,6 +193,7 @@ impl Connections {
             pool,
             topology: kept_topology,
             worker_connections: Mutex::new(HashMap::new()),
+            probe_link: tokio::sync::Mutex::new(None),
             connect_timeout,
             command_timeout: settings.command_timeout,
             pool_size,
@@ -212,21 +232,52 @@ impl Connections {
         }
     }
 
+    /// Whether Redis answers a `PING` within ten command timeouts, on the probe's own
+    /// connection (kept while it works, opened again with the same patience when not). A
+    /// Redis slowed past the command timeout (a saturated CPU, a long command ahead in its
+    /// queue) passes, whereas the commands' connections, discarded after a late answer, could
+    /// not even be opened again within the command timeout; a dead one fails (at once when
+    /// refused, once the ten timeouts run out when black-holed).
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when it does not answer.
+    pub(super) async fn probe(&self) -> Result<(), CacheError> {
+        let Some(topology) = &self.topology else {
+            return Err(
+                self.unavailable(self.pool.as_ref().err().map_or("no client", String::as_str))
+            );
+        };
+        let patience = self.command_timeout * 10;
+        let mut link = self.probe_link.lock().await;
+        match tokio::time::timeout(patience, ping(topology, &mut link, patience)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                *link = None;
+                Err(self.unavailable(&format!("probe: {e}")))
+            }
+            Err(_) => {
+                *link = None;
+                Err(self.timed_out(patience))
+            }
+        }
+    }
+
     /// Runs one command within the command timeout, on a fresh connection when a pooled one
     /// turns out to be dead.
     pub(super) async fn run<T: FromRedisValue + Send>(
         &self,
         cmd: &impl Query,
     ) -> Result<T, CacheError> {
+        let timeout = self.command_timeout;
         let pool = self.pool.as_ref().map_err(|why| self.unavailable(why))?;
-        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut attempt = 0;
         loop {
             let (mut conn, broken) = match self.worker_connection(pool, deadline).await {
-                Some(opened) => self.connected(opened)?,
+                Some(opened) => self.connected(opened, timeout)?,
                 None => {
-                    let pooled =
-                        self.connected(tokio::time::timeout_at(deadline, pool.get()).await)?;
+                    let pooled = self
+                        .connected(tokio::time::timeout_at(deadline, pool.get()).await, timeout)?;
                     if pooled.broken.load(Ordering::Relaxed) {
                         // Marked by another command after it was returned; dropping it here
                         // discards it.
@@ -254,28 +305,26 @@ impl Connections {
                     // A connection whose answer is late is not lent out again: a fresh one
                     // costs little, and a stalled one would hold up the next command too.
                     broken.store(true, Ordering::Relaxed);
-                    return Err(self.timed_out());
+                    return Err(self.timed_out(timeout));
                 }
             }
         }
     }
 
-    fn timed_out(&self) -> CacheError {
-        self.unavailable(&format!(
-            "no answer within {} ms",
-            self.command_timeout.as_millis()
-        ))
+    fn timed_out(&self, timeout: Duration) -> CacheError {
+        self.unavailable(&format!("no answer within {} ms", timeout.as_millis()))
     }
 
-    /// The connection a wait within the command timeout got, or why there is none.
+    /// The connection a wait within `timeout` got, or why there is none.
     fn connected<C, E: fmt::Display>(
         &self,
         outcome: Result<Result<C, E>, Elapsed>,
+        timeout: Duration,
     ) -> Result<C, CacheError> {
         match outcome {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(e)) => Err(self.unavailable(&format!("no connection: {e}"))),
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(self.timed_out(timeout)),
         }
     }
 

@@ -91,6 +91,15 @@ impl RedisCache {
             .map(drop)
     }
 
+    /// Whether Redis answers a `PING` within ten command timeouts, on a connection of the
+    /// probe's own: the evidence that tells a slow Redis from a dead one.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when it does not.
+    pub async fn probe(&self) -> Result<(), CacheError> {
+        self.connections.probe().await
+    }
+
     /// The value of `key` and how long it has left (`None`: no expiry), in one round trip.
     ///
     /// # Errors
@@ -198,6 +207,7 @@ impl Cache for RedisCache {
             state,
             topology: Some(self.topology()),
             key_prefix: self.key_prefix.clone(),
+            faults: Default::default(),
         }
     }
 }

@@ -51,6 +51,18 @@ async fn promptly<T>(what: &str, operation: impl std::future::Future<Output = T>
     result
 }
 
+/// A fallback cache serving from a Redis of its own, reached through a proxy the test controls.
+async fn on_redis_behind_a_proxy() -> Option<(RedisServer, FaultProxy, FallbackCache)> {
+    let server = RedisServer::start().await?;
+    let proxy = FaultProxy::in_front_of(&format!("127.0.0.1:{}", server.port())).await;
+    let cache = fallback_on(&proxy.url()).await;
+    assert_eq!(
+        backend(&cache).await,
+        CacheState::Serving(CacheBackend::Redis)
+    );
+    Some((server, proxy, cache))
+}
+
 #[tokio::test]
 async fn a_crashed_redis_falls_back_to_memory_and_recovery_replays_only_what_it_missed() {
     let Some(mut server) = RedisServer::start().await else {
@@ -211,15 +223,9 @@ async fn a_black_holed_redis_costs_one_timeout_per_operation_and_switches_to_mem
 
 #[tokio::test]
 async fn a_redis_that_stops_answering_mid_way_switches_to_memory_and_back() {
-    let Some(server) = RedisServer::start().await else {
+    let Some((_server, proxy, cache)) = on_redis_behind_a_proxy().await else {
         return;
     };
-    let proxy = FaultProxy::in_front_of(&format!("127.0.0.1:{}", server.port())).await;
-    let cache = fallback_on(&proxy.url()).await;
-    assert_eq!(
-        backend(&cache).await,
-        CacheState::Serving(CacheBackend::Redis)
-    );
     let hour = Duration::from_secs(3600);
     cache
         .put("stocks:detail:AAPL", Bytes::from("old"), hour)
@@ -287,4 +293,53 @@ async fn the_probe_stops_when_the_cache_is_dropped() {
         connections,
         "something still probes Redis"
     );
+}
+
+/// The bound on the switch after Redis stops answering: the failed command's timeout, the
+/// probe's (ten command timeouts) and a loaded machine's delays.
+const SWITCH_BOUND: Duration = Duration::from_millis(2000);
+
+#[tokio::test]
+async fn a_slow_redis_fails_single_commands_but_is_not_taken_for_a_dead_one() {
+    let Some((_server, proxy, cache)) = on_redis_behind_a_proxy().await else {
+        return;
+    };
+    // 60 ms each way: every command misses its 100 ms timeout, the probe's PING answers.
+    proxy.slow(Duration::from_millis(60));
+    for n in 0..5 {
+        let started = Instant::now();
+        let read = promptly("a slow read", cache.get(&format!("cold:{n}"))).await;
+        assert!(
+            matches!(read, Err(CacheError::Unavailable(_))),
+            "read {n} past the timeout is a failure for its caller: {read:?} after {:?}",
+            started.elapsed()
+        );
+    }
+    // The probe, woken by the failures, finds Redis slow but there; give it two tries.
+    tokio::time::sleep(SWITCH_BOUND).await;
+    let status = cache.status().await;
+    assert_eq!(
+        status.state,
+        CacheState::Serving(CacheBackend::Redis),
+        "a slow Redis was taken for a dead one"
+    );
+    assert!(status.faults.failed_commands >= 5, "{:?}", status.faults);
+    assert_eq!(status.faults.fallbacks, 0);
+
+    // Redis that stops answering is another matter: one failed read, and the probe switches.
+    proxy.swallow();
+    let started = Instant::now();
+    assert!(cache.get("cold:again").await.is_err());
+    let switched = stockpile_test_support::wait_until(SWITCH_BOUND, || async {
+        backend(&cache).await == CacheState::FallenBack
+    })
+    .await;
+    assert!(
+        switched,
+        "still on a silent Redis after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cache.status().await.faults.fallbacks, 1);
+    proxy.pass();
+    wait_for_redis(&cache).await;
 }

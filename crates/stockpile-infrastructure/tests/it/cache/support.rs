@@ -37,13 +37,21 @@ pub fn settings(url: &str, prefix: &str) -> RedisSettings {
     }
 }
 
-/// What a fallback (or tiered) cache serves under `key`, as text; it always answers.
+/// What a fallback (or tiered) cache serves under `key`, as text. A command that misses its
+/// timeout on a loaded machine fails on its own (a slow Redis is not taken for a dead one),
+/// so such a failure is asked again, twice at most.
 pub async fn text(cache: &dyn Cache, key: &str) -> Option<String> {
-    cache
-        .get(key)
-        .await
-        .expect("the fallback cache always answers")
-        .map(|value| String::from_utf8_lossy(&value).into_owned())
+    let mut attempts = 0;
+    loop {
+        match cache.get(key).await {
+            Ok(value) => return value.map(|value| String::from_utf8_lossy(&value).into_owned()),
+            Err(error) if attempts < 2 => {
+                attempts += 1;
+                eprintln!("{key}: {error}; asking again");
+            }
+            Err(error) => panic!("{key}: the cache failed three times in a row: {error}"),
+        }
+    }
 }
 
 pub async fn connect(url: &str) -> Option<MultiplexedConnection> {
