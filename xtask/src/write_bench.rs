@@ -1,7 +1,7 @@
 //! `cargo xtask bench-writes [--baseline PATH]`: what a write costs as Redis fills up. The
 //! release server over the bench's PostgreSQL and a private `redis-server` on a spare port;
 //! with 10,000, then 100,000, then 1,000,000 other keys under the prefix (entries no write
-//! makes stale), 50 profile writes and 50 one-bar price uploads of AAPL, each after a read of
+//! makes stale), 30 profile writes and 30 one-bar price uploads of AAPL, each after a read of
 //! its detail and of the list so that there is something to make stale. The writes put back
 //! what the database holds (the same profile, the same bar), so the bench data never changes.
 //!
@@ -22,7 +22,7 @@ const DATABASE: &str = "stockpile_bench";
 const PREFIX: &str = "stockpile-bench-writes:";
 const TOKEN: &str = "bench-writes-admin-token-0123456789";
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
-const WRITES: usize = 50;
+const WRITES: usize = 30;
 
 /// A private Redis, stopped when dropped.
 struct PrivateRedis {

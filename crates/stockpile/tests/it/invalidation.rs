@@ -235,6 +235,11 @@ async fn an_instance_back_from_a_redis_outage_revokes_only_what_it_wrote() {
         keys_after + 3 >= keys_before,
         "recovery emptied Redis: {keys_before} keys before, {keys_after} after"
     );
+
+    // Clearing the cache leaves no bookkeeping behind: no generation, no lease.
+    let cleared = a.admin(Method::DELETE, "/api/cache").send().await.unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(redis.cli(["DBSIZE"]).await.unwrap().trim(), "0");
 }
 
 /// Redis evicts under memory pressure (`allkeys-lru`, as managed Redis often does) while
