@@ -9,7 +9,8 @@
 //! connection, requests one after another; then, with Redis as the cache, hit throughput and
 //! latency at 64 connections with wrk (installed from Debian's packages when missing) beside
 //! the same server's `/health` as the reference, with the in-process first tier on and off.
-//! It rewrites the figures of the scale in `docs/benchmarks.md`. Bounded: a fixed number of
+//! It rewrites the figures of the scale in `docs/benchmarks.md`, and ends with
+//! `cargo xtask bench-writes` (a write's latency as Redis fills up). Bounded: a fixed number of
 //! requests or seconds per read, and the server is stopped at the end.
 
 use std::io::BufReader;
@@ -231,7 +232,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         &throughput.0,
         &without_first_tier,
         &throughput.1,
-    )
+    )?;
+    // Last, since it fills a Redis of its own with a million keys.
+    crate::write_bench::bench_writes(&[])
 }
 
 /// `COLD_KEYS` distinct paths per family, none asked before on a fresh server: list pages of
