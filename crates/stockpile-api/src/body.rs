@@ -393,14 +393,14 @@ pub struct PriceUploadBody {
     pub bars: Vec<PriceBarBody>,
 }
 
-/// One daily bar of an upload.
+/// One daily bar of an upload: `low ≤ open, close ≤ high` once rounded.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceBarBody {
     /// `YYYY-MM-DD`.
     #[schema(example = "2025-11-21", format = Date, value_type = String)]
     pub date: String,
-    /// More than 4 decimals are rounded half-to-even; must stay above 0 after rounding.
+    // The prices' bounds and rounding are described from the domain's constants (`openapi.rs`).
     #[schema(example = 189.12)]
     pub open: f64,
     #[schema(example = 191.5)]
