@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document served at `/api-docs/openapi.json`: generated from the handlers'
 //! annotations, then completed with what annotations cannot say well (the admin security
-//! scheme, the two documentation paths, which are served by Swagger UI rather than by a
-//! handler of ours) or cannot take from the code (utoipa's attributes take literals only):
+//! scheme, the two documentation paths, which serve this document and Swagger UI's files)
+//! or cannot take from the code (utoipa's attributes take literals only):
 //! the query parameters' allowed values and limits, the ticker's pattern, the prices' bounds and
 //! the bodies' limits, each read from the domain's own constant so the document cannot drift
 //! from what the server applies.
@@ -416,7 +416,7 @@ fn describe_parameters(doc: &mut OpenApiDocument) {
     }
 }
 
-/// The two paths Swagger UI serves.
+/// The two documentation paths: this document and Swagger UI over it.
 fn describe_documentation(doc: &mut OpenApiDocument) {
     let openapi = OperationBuilder::new()
         .tag("operations")

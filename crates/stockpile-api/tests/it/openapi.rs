@@ -129,6 +129,36 @@ async fn swagger_ui_is_served_locally() {
     assert_eq!(reply.header("location"), "/docs/");
 }
 
+/// `HEAD` is answered wherever `GET` is (API.md), the documentation included.
+#[actix_web::test]
+async fn the_documentation_answers_head_as_get() {
+    for path in [
+        "/docs/",
+        "/docs/swagger-initializer.js",
+        "/api-docs/openapi.json",
+    ] {
+        let get = send(untouched(), Admin::Off, TestRequest::get().uri(path)).await;
+        let head = send(
+            untouched(),
+            Admin::Off,
+            TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(path),
+        )
+        .await;
+        assert_eq!(
+            (get.status.as_u16(), head.status.as_u16()),
+            (200, 200),
+            "{path}"
+        );
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+    }
+}
+
 /// `docs/openapi.json` is what the server serves: `cargo xtask openapi` rewrites it.
 #[test]
 fn the_committed_document_is_the_served_document() {
