@@ -8,6 +8,7 @@ mod support;
 
 mod backends;
 mod browser;
+mod bulk_load;
 mod cache;
 mod compose;
 mod durability;
