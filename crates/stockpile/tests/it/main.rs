@@ -11,6 +11,7 @@ mod browser;
 mod bulk_load;
 mod cache;
 mod compose;
+mod deployment_guide;
 mod durability;
 mod fleet;
 mod outage;
