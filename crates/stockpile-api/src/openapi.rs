@@ -29,7 +29,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, Ref, RefOr, Re
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 use crate::body::{
-    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, MAX_BODY_BYTES,
+    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, JSON_INTEGER, MAX_BODY_BYTES,
 };
 use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::{Liveness, ReadinessView};
@@ -238,6 +238,7 @@ fn describe_limits(doc: &mut OpenApiDocument) {
         if let Some(RefOr::T(Schema::Object(currency))) = profile.properties.get_mut("currency") {
             currency.pattern = Some(Currency::PATTERN.to_owned());
         }
+        describe_json_integer(profile, "market_cap");
     }
     if let Some(upload) = object_schema(doc, "PriceUploadBody") {
         if let Some(RefOr::T(Schema::Array(bars))) = upload.properties.get_mut("bars") {
@@ -249,6 +250,7 @@ fn describe_limits(doc: &mut OpenApiDocument) {
         }
     }
     if let Some(bar) = object_schema(doc, "PriceBarBody") {
+        describe_json_integer(bar, "volume");
         for field in PriceField::ALL {
             if let Some(RefOr::T(Schema::Object(price))) = bar.properties.get_mut(field.as_str()) {
                 // Above the largest number that rounds to zero, as `exclusiveMinimum` says it.
@@ -266,6 +268,14 @@ fn describe_limits(doc: &mut OpenApiDocument) {
     // The list echoes the page asked for, so its `page` has the parameter's range.
     if let Some(list) = object_schema(doc, "StockList") {
         list.properties.insert("page".to_owned(), page_number());
+    }
+}
+
+/// Says of an integer field of a body that it must be written as a JSON integer; its schema
+/// (`type: integer`) alone would allow `100.0`.
+fn describe_json_integer(body: &mut Object, field: &str) {
+    if let Some(RefOr::T(Schema::Object(integer))) = body.properties.get_mut(field) {
+        integer.description = Some(JSON_INTEGER.to_owned());
     }
 }
 
