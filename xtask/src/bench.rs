@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request, start_server,
-    Server,
+    today, Server,
 };
 use crate::run;
 
@@ -347,16 +347,6 @@ fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
     Ok((rps, field("50%"), field("99%")))
 }
 
-/// Today's date, UTC, as `YYYY-MM-DD`.
-fn today() -> String {
-    Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 /// A read's name, its 64-connection (req/s, p50, p99) and its p99 at 4 connections.
 type Throughput = (String, (f64, String, String), String);
 
@@ -430,18 +420,5 @@ hit is a Redis round trip; its share is of the `/health` of that same run.\n\n{l
         scale.name(),
         scale.describe()
     );
-    let path = "docs/benchmarks.md";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ if current.is_empty() => format!("# Benchmarks\n\n{section}\n"),
-        _ => format!("{current}\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
+    crate::replace_section("docs/benchmarks.md", "# Benchmarks", &section)
 }
