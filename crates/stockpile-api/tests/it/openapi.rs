@@ -124,6 +124,17 @@ async fn swagger_ui_is_served_locally() {
         .unwrap()
         .contains("swagger"));
 
+    // Its configuration points it at the document.
+    let initializer = send(
+        untouched(),
+        Admin::Off,
+        TestRequest::get().uri("/docs/swagger-initializer.js"),
+    )
+    .await;
+    assert!(std::str::from_utf8(&initializer.body)
+        .unwrap()
+        .contains(&format!("\"url\": \"{}\"", stockpile_api::OPENAPI_PATH)));
+
     let reply = send(untouched(), Admin::Off, TestRequest::get().uri("/docs")).await;
     assert!(reply.status.is_redirection());
     assert_eq!(reply.header("location"), "/docs/");
