@@ -12,7 +12,7 @@ use stockpile_application::views::{
     HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
     StockSummary, TopMovers,
 };
-use stockpile_application::{FieldError, NO_STOCK_HAS_THE_TICKER};
+use stockpile_application::{FieldError, MAX_QUOTE_TICKERS, NO_STOCK_HAS_THE_TICKER};
 use stockpile_domain::{
     Currency, Interval, MoverMetric, PageRequest, Period, Price, PriceField, SortField, SortOrder,
     StockProfile, TextLimit, Ticker, MAX_BARS_PER_UPLOAD, MAX_HISTORY_SPAN_DAYS, MAX_LIMIT,
@@ -320,6 +320,15 @@ fn page_number() -> RefOr<Schema> {
     integer_range(1, MAX_PAGE, PageRequest::default().page)
 }
 
+/// The pattern of `tickers`: 1 to [`MAX_QUOTE_TICKERS`] tickers separated by commas. Where a
+/// ticker repeats it is stricter than the server, which counts it once, but never looser.
+pub(crate) fn ticker_list_pattern() -> String {
+    let one = Ticker::PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    format!("^{one}(,{one}){{0,{}}}$", MAX_QUOTE_TICKERS - 1)
+}
+
 /// A query parameter's schema and, where its rule needs words, its description.
 struct QueryParameter {
     name: &'static str,
@@ -380,6 +389,14 @@ fn query_parameters() -> Vec<QueryParameter> {
                  {MAX_QUERY_LEN} characters once trimmed and lower-cased, which `İ` turns into \
                  two."
             )),
+        ),
+        parameter(
+            "tickers",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ticker_list_pattern()))
+                .into(),
+            None,
         ),
         parameter(
             "from",

@@ -382,7 +382,20 @@ mod tests {
         );
     }
 
+    /// The documented pattern of `tickers`, without the anchors proptest does not take.
+    fn documented_ticker_lists() -> impl Strategy<Value = String> {
+        let pattern = crate::openapi::ticker_list_pattern();
+        let unanchored = pattern.trim_start_matches('^').trim_end_matches('$');
+        proptest::string::string_regex(unanchored).unwrap()
+    }
+
     proptest! {
+        #[test]
+        fn every_ticker_list_the_document_allows_is_taken(tickers in documented_ticker_lists()) {
+            let query = format!("tickers={tickers}");
+            prop_assert!(quote_tickers(&query).is_ok(), "{}", query);
+        }
+
         #[test]
         fn any_query_string_is_parsed_or_refused_but_never_panics(raw in "\\PC{0,80}") {
             for result in [

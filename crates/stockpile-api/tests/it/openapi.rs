@@ -343,6 +343,15 @@ async fn the_document_states_the_list_parameters_the_server_takes() {
     .await;
     assert_eq!(reply.invalid_fields(), ["page"]);
 
+    // `tickers`: the ticker's own pattern, repeated after commas up to the batch's limit (the
+    // parser's unit tests take every list the pattern allows).
+    let tickers = &query_parameter(&doc, "/api/quotes", "tickers")["schema"]["pattern"];
+    let one = stockpile_domain::Ticker::PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    let batch = stockpile_application::MAX_QUOTE_TICKERS - 1;
+    assert_eq!(tickers, &format!("^{one}(,{one}){{0,{batch}}}$"));
+
     // `q` counts the text searched: lower-cased, `İ` is two characters.
     let q = query_parameter(&doc, "/api/stocks", "q");
     let max_len = q["schema"]["maxLength"].as_u64().unwrap() as usize;
