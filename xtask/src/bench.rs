@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request, start_server,
-    Server,
+    today, Server,
 };
 use crate::run;
 
@@ -212,7 +212,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         println!("peak resident memory of the server: {peak}");
         (figures, peak)
     };
-    // `CACHE_LOCAL_TTL=0` switches the first tier off, so every hit is a Redis round trip.
+    // `CACHE_LOCAL_TTL=0`: entries put in the first tier expire at once, so every hit is a
+    // Redis round trip.
     let without_first_tier = {
         let _server = start(scale, "redis", "0")?;
         ensure_on_redis(ADDR)?;
@@ -349,16 +350,6 @@ fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
     Ok((rps, field("50%"), field("99%")))
 }
 
-/// Today's date, UTC, as `YYYY-MM-DD`.
-pub(crate) fn today() -> String {
-    Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 /// A read's name, its 64-connection (req/s, p50, p99) and its p99 at 4 connections.
 type Throughput = (String, (f64, String, String), String);
 
@@ -426,24 +417,11 @@ family, none asked before, so each is a miss that loads from the database, store
 64 connections, 5 s per read, on the same 2-core machine as the server (the load generator takes its share), \
 against the same server's `/health` as the reference; the last column is a second 5 s run at 4 connections. \
 Peak resident memory of the server over the whole Redis run (`VmHWM`, default cache bounds): {peak_resident}. \
-The *no L1* columns are a second server with `CACHE_LOCAL_TTL=0`, which switches the first tier off, so every \
+The *no L1* columns are a second server with `CACHE_LOCAL_TTL=0`, whose first-tier entries expire at once, so every \
 hit is a Redis round trip; its share is of the `/health` of that same run.\n\n{load}{end_marker}",
         machine(),
         scale.name(),
         scale.describe()
     );
-    let path = "docs/benchmarks.md";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ if current.is_empty() => format!("# Benchmarks\n\n{section}\n"),
-        _ => format!("{current}\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
+    crate::replace_section("docs/benchmarks.md", "# Benchmarks", &section)
 }

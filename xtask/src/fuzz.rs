@@ -34,7 +34,7 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("xtask is not inside the repository")?;
-    ensure_cargo_fuzz()?;
+    crate::ensure_cargo_subcommand("fuzz")?;
     let mut targets = list_targets(root)?;
     if let Some(only) = only {
         if !targets.contains(&only) {
@@ -91,20 +91,6 @@ fn nightly_fuzz(root: &Path) -> Command {
     let mut command = Command::new("cargo");
     command.args(["+nightly", "fuzz"]).current_dir(root);
     command
-}
-
-fn ensure_cargo_fuzz() -> Result<(), String> {
-    let installed = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if installed {
-        return Ok(());
-    }
-    println!("fuzz: installing cargo-fuzz from crates.io");
-    crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn list_targets(root: &Path) -> Result<Vec<String>, String> {

@@ -207,3 +207,13 @@ pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!("{cores} cores, {cpu}")
 }
+
+/// Today's date, UTC, as `YYYY-MM-DD`, for the reports.
+pub(crate) fn today() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,13 +1,14 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 
 mod bench;
+mod coverage;
 mod fuzz;
 mod harness;
 mod soak;
 mod write_bench;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 const TASKS: &[(&str, &str)] = &[
@@ -34,6 +35,10 @@ const TASKS: &[(&str, &str)] = &[
     (
         "soak",
         "mixed read/write load for --minutes N (default 5): throughput, errors, memory growth",
+    ),
+    (
+        "coverage",
+        "line coverage of the whole test suite (cargo-llvm-cov); rewrites docs/reliability.md",
     ),
     (
         "fuzz",
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             write_bench::bench_writes(&std::env::args().skip(2).collect::<Vec<_>>())
         }
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("coverage") => coverage::coverage(),
         Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
             .and_then(|()| {
@@ -116,6 +122,42 @@ fn run(command: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("{command:?} failed with {status}"))
     }
+}
+
+/// Installs `cargo-<name>` from crates.io unless `cargo <name>` already runs.
+fn ensure_cargo_subcommand(name: &str) -> Result<(), String> {
+    let installed = Command::new("cargo")
+        .args([name, "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return Ok(());
+    }
+    println!("xtask: installing cargo-{name} from crates.io");
+    run(Command::new("cargo").args(["install", &format!("cargo-{name}"), "--locked"]))
+}
+
+/// Replaces the `section` of the Markdown file at `path` that starts and ends with the markers
+/// that are the section's first and last lines (`<!-- name:start -->`, `<!-- name:end -->`);
+/// without them, appends it, under `title` when the file is new.
+fn replace_section(path: &str, title: &str, section: &str) -> Result<(), String> {
+    let start_marker = section.lines().next().unwrap_or_default();
+    let end_marker = section.lines().last().unwrap_or_default();
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (current.find(start_marker), current.find(end_marker)) {
+        (Some(start), Some(end)) => format!(
+            "{}{section}{}",
+            &current[..start],
+            &current[end + end_marker.len()..]
+        ),
+        _ if current.is_empty() => format!("{title}\n\n{section}\n"),
+        _ => format!("{current}\n{section}\n"),
+    };
+    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
+    println!("updated {path}");
+    Ok(())
 }
 
 fn answers(addr: &str) -> bool {

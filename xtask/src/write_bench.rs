@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    binary, connect, get_json, machine, percentile, prepare, request, start_server_from, Server,
+    binary, connect, get_json, machine, percentile, prepare, request, start_server_from, today,
+    Server,
 };
 
 const DATABASE: &str = "stockpile_bench";
@@ -264,28 +265,15 @@ fn write_report(names: &[String], rows: &[(usize, Vec<(Figures, Figures)>)]) -> 
         }
         table.push('\n');
     }
-    let (start_marker, end_marker) = ("<!-- bench:writes:start -->", "<!-- bench:writes:end -->");
     let section = format!(
-        "{start_marker}\nMeasured {} on {} with `cargo xtask bench-writes{}`: release build, PostgreSQL 15 and a \
+        "<!-- bench:writes:start -->\nMeasured {} on {} with `cargo xtask bench-writes{}`: release build, PostgreSQL 15 and a \
 private Redis 7 on loopback, one keep-alive connection per server; at each size, {WRITES} profile writes and \
 {WRITES} one-bar price uploads of AAPL, each after a read of its detail and of the list, with that many other \
 keys under the prefix (entries no write of AAPL makes stale). Latency is measured by the client and includes the \
-HTTP round trip and the database commit.\n\n{table}{end_marker}",
-        crate::bench::today(),
+HTTP round trip and the database commit.\n\n{table}<!-- bench:writes:end -->",
+        today(),
         machine(),
         if names.len() > 1 { " --baseline …" } else { "" },
     );
-    let path = "docs/benchmarks.md";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ => format!("{current}\n## Write latency and the size of the keyspace\n\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
+    crate::replace_section("docs/benchmarks.md", "# Benchmarks", &section)
 }

@@ -195,6 +195,12 @@ const NUMBER: Kind<f64> = Kind {
     message: "must be a number",
 };
 
+/// What a JSON integer is here, for the OpenAPI document: JSON Schema counts `100.0` as an
+/// integer, [`INTEGER`] does not.
+pub(crate) const JSON_INTEGER: &str =
+    "A JSON integer of at least 0, written without a fraction or an exponent: `1e3` and `100.0` \
+     are numbers but not integers here, and are refused.";
+
 /// A JSON integer: `1e3` and `100.0` are numbers, but not integers.
 const INTEGER: Kind<i64> = Kind {
     read: |json| match json {
@@ -339,7 +345,7 @@ pub struct StockProfileBody {
     /// Three upper-case letters; `USD` when absent.
     #[schema(example = "USD")]
     pub currency: Option<String>,
-    /// A JSON integer of at least 0.
+    // Described as a JSON integer in `openapi.rs`, as `volume` is.
     #[schema(minimum = 0)]
     pub market_cap: Option<i64>,
 }
@@ -393,14 +399,14 @@ pub struct PriceUploadBody {
     pub bars: Vec<PriceBarBody>,
 }
 
-/// One daily bar of an upload.
+/// One daily bar of an upload: `low ≤ open, close ≤ high` once rounded.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceBarBody {
     /// `YYYY-MM-DD`.
     #[schema(example = "2025-11-21", format = Date, value_type = String)]
     pub date: String,
-    /// More than 4 decimals are rounded half-to-even; must stay above 0 after rounding.
+    // The prices' bounds and rounding are described from the domain's constants (`openapi.rs`).
     #[schema(example = 189.12)]
     pub open: f64,
     #[schema(example = 191.5)]
@@ -409,7 +415,6 @@ pub struct PriceBarBody {
     pub low: f64,
     #[schema(example = 190.25)]
     pub close: f64,
-    /// A JSON integer (`1e3` and `100.0` are refused).
     #[schema(example = 51234567, minimum = 0)]
     pub volume: i64,
 }

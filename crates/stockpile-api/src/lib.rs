@@ -37,10 +37,9 @@ use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::{header, Method};
-use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer, Resource, Route};
+use actix_web::http::Method;
+use actix_web::{guard, web, App, HttpRequest, HttpServer, Resource, Route};
 use stockpile_application::StockService;
-use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::AdminToken;
 pub use body::MAX_BODY_BYTES;
@@ -49,6 +48,7 @@ pub use middleware::{MAX_HEADER_BYTES, MAX_TARGET_BYTES};
 pub use openapi::{openapi, OPENAPI_PATH};
 pub use problem::{Problem, PROBLEM_JSON};
 
+use handlers::documentation::{self, Documentation};
 use handlers::{cache_admin, operations, reads, writes};
 
 /// What the handlers need: the use cases, when admin endpoints are on their token, and the
@@ -105,8 +105,6 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 /// How long a closing connection may take to shut down cleanly.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A resource answering each listed method with its route, and any other method with 405
-/// and an `Allow` header built from the same list, so the two cannot drift apart.
 /// A resource at `path` that labels its requests with the route template for `/metrics` and
 /// the log (see [`middleware::RouteTemplate`]).
 fn labelled(path: &'static str) -> Resource {
@@ -119,8 +117,21 @@ fn get_or_head() -> impl guard::Guard {
     guard::Any(guard::Get()).or(guard::Head())
 }
 
+/// A resource answering each listed method with its route, and any other method with 405
+/// and an `Allow` header built from the same list, so the two cannot drift apart.
 fn resource(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
-    let allow = routes
+    with_routes(labelled(path), routes, Vec::new())
+}
+
+/// Adds `allowed` (listed in `Allow`) and `refused` (answered, but only ever to refuse the
+/// request more precisely than a 405 would, so not listed) to `resource`; any other method
+/// gets 405.
+fn with_routes(
+    resource: Resource,
+    allowed: Vec<(Method, Route)>,
+    refused: Vec<(Method, Route)>,
+) -> Resource {
+    let allow = allowed
         .iter()
         .flat_map(|(method, _)| {
             let head = (*method == Method::GET).then_some(Method::HEAD.as_str());
@@ -128,28 +139,47 @@ fn resource(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let resource = routes
-        .into_iter()
-        .fold(labelled(path), |resource, (method, route)| {
-            if method == Method::GET {
-                resource.route(route.guard(get_or_head()))
-            } else {
-                resource.route(route.method(method))
-            }
-        });
+    let resource =
+        allowed
+            .into_iter()
+            .chain(refused)
+            .fold(resource, |resource, (method, route)| {
+                if method == Method::GET {
+                    resource.route(route.guard(get_or_head()))
+                } else {
+                    resource.route(route.method(method))
+                }
+            });
     resource.default_service(web::to(move |req: HttpRequest| {
         let allow = allow.clone();
         async move { middleware::method_not_allowed(&req, &allow) }
     }))
 }
 
+/// `/api/stocks/top`: the top movers. `top` is a route, not a ticker, yet its segment is
+/// matched as `{ticker}` so that PUT and DELETE reach the writes' own handlers, which
+/// authenticate as every write does and then refuse the route word as a ticker (400, API.md).
+/// They never succeed there, so `Allow` lists GET and HEAD only.
+fn top_movers() -> Resource {
+    const PATH: &str = "/api/stocks/top";
+    let resource =
+        web::resource("/api/stocks/{ticker:top}").app_data(middleware::RouteTemplate(PATH));
+    with_routes(
+        resource,
+        vec![(Method::GET, web::to(reads::top_movers))],
+        vec![
+            (Method::PUT, web::to(writes::put_stock)),
+            (Method::DELETE, web::to(writes::delete_stock)),
+        ],
+    )
+}
+
 /// Registers every route. Fixed paths come before `/api/stocks/{ticker}` so that `top` and
-/// `leaderboard` are routes, not tickers; those two take GET only through a resource guard,
-/// so a write to `/api/stocks/top` falls through to `{ticker}` and is refused there as a
-/// reserved ticker (400) rather than answered 405.
+/// `leaderboard` are routes, not tickers.
 fn routes(cfg: &mut web::ServiceConfig) {
     use Method as M;
     let get_only = |path, route| resource(path, vec![(M::GET, route)]);
+    let docs = web::Data::new(Documentation::new());
     cfg.service(get_only("/health", web::to(operations::health)))
         .service(get_only("/health/ready", web::to(operations::ready)))
         .service(get_only("/metrics", web::to(operations::metrics)))
@@ -159,16 +189,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/api/stocks/",
             web::to(reads::list_stocks_trailing_slash),
         ))
-        .service(
-            labelled("/api/stocks/top")
-                .guard(get_or_head())
-                .to(reads::top_movers),
-        )
-        .service(
-            labelled("/api/stocks/leaderboard/top")
-                .guard(get_or_head())
-                .to(reads::leaderboard),
-        )
+        .service(top_movers())
+        .service(get_only(
+            "/api/stocks/leaderboard/top",
+            web::to(reads::leaderboard),
+        ))
         .service(resource(
             "/api/stocks/{ticker}",
             vec![
@@ -201,14 +226,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/api/cache",
             vec![(M::DELETE, web::to(cache_admin::clear))],
         ))
-        .service(get_only("/docs", web::to(docs_redirect)))
-        .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, openapi()));
-}
-
-async fn docs_redirect() -> HttpResponse {
-    HttpResponse::MovedPermanently()
-        .insert_header((header::LOCATION, "/docs/"))
-        .finish()
+        .service(
+            get_only(OPENAPI_PATH, web::to(documentation::openapi_document)).app_data(docs.clone()),
+        )
+        .service(get_only("/docs", web::to(documentation::redirect)))
+        .service(get_only("/docs/{file:.*}", web::to(documentation::swagger_ui)).app_data(docs));
 }
 
 /// The complete application: routes, the problem+json fallback and the observing middleware.

@@ -1,5 +1,5 @@
 //! The one middleware every request passes: it gives the request an id, turns any error
-//! response that is not already JSON (actix's own 404/405, Swagger UI's misses) into
+//! response that is not already JSON (actix's own, such as an extractor's refusal) into
 //! problem+json, adds the headers every response carries, counts the request for `/metrics`
 //! and logs it once.
 
@@ -35,7 +35,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The route template of the resource that took a request, put there by the resource (as its
 /// `app_data`) so that labelling the request costs no second walk of the router:
 /// `HttpRequest::match_pattern` matches the path against every route again, which showed in the
-/// hit path's profile. Routes without one (Swagger UI's) fall back to that walk.
+/// hit path's profile. A request without one (no resource took it) falls back to that walk.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteTemplate(pub &'static str);
 

@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 document served at `/api-docs/openapi.json`: generated from the handlers'
 //! annotations, then completed with what annotations cannot say well (the admin security
-//! scheme, the two documentation paths, which are served by Swagger UI rather than by a
-//! handler of ours) or cannot take from the code (utoipa's attributes take literals only):
-//! the enumerations' allowed values, the ticker's pattern and the bodies' limits, each read
-//! from the domain's own constant so the document cannot drift from what the server applies.
+//! scheme, the two documentation paths, which serve this document and Swagger UI's files)
+//! or cannot take from the code (utoipa's attributes take literals only):
+//! the query parameters' allowed values and limits, the ticker's pattern, the prices' bounds and
+//! the bodies' limits, each read from the domain's own constant so the document cannot drift
+//! from what the server applies.
 
 use std::collections::BTreeMap;
 
@@ -11,28 +12,30 @@ use stockpile_application::views::{
     HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
     StockSummary, TopMovers,
 };
-use stockpile_application::{FieldError, NO_STOCK_HAS_THE_TICKER};
+use stockpile_application::{FieldError, MAX_QUOTE_TICKERS, NO_STOCK_HAS_THE_TICKER};
 use stockpile_domain::{
-    Currency, Interval, MoverMetric, Period, SortField, SortOrder, StockProfile, TextLimit, Ticker,
-    MAX_BARS_PER_UPLOAD,
+    Currency, Interval, MoverMetric, PageRequest, Period, Price, PriceField, SortField, SortOrder,
+    StockProfile, TextLimit, Ticker, MAX_BARS_PER_UPLOAD, MAX_HISTORY_SPAN_DAYS, MAX_LIMIT,
+    MAX_PAGE, MAX_PAGE_SIZE, MAX_QUERY_LEN,
 };
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDocument, Ref, RefOr, Required, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 use crate::body::{
-    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, MAX_BODY_BYTES,
+    InvalidateBody, PriceBarBody, PriceUploadBody, StockProfileBody, JSON_INTEGER, MAX_BODY_BYTES,
 };
 use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::{Liveness, ReadinessView};
 use crate::handlers::writes::UpsertedBars;
 use crate::handlers::{cache_admin, operations, reads, writes};
+use crate::params::DEFAULT_LIMIT;
 use crate::problem::{Problem, PROBLEM_JSON};
 
 /// Where the document is served.
@@ -204,10 +207,7 @@ impl IntoResponses for BodyRefusals {
 }
 
 /// The object schema of a component, for [`describe_limits`].
-fn object_schema<'d>(
-    doc: &'d mut OpenApiDocument,
-    name: &str,
-) -> Option<&'d mut utoipa::openapi::schema::Object> {
+fn object_schema<'d>(doc: &'d mut OpenApiDocument, name: &str) -> Option<&'d mut Object> {
     let components = doc.components.as_mut()?;
     match components.schemas.get_mut(name)? {
         RefOr::T(Schema::Object(object)) => Some(object),
@@ -238,6 +238,7 @@ fn describe_limits(doc: &mut OpenApiDocument) {
         if let Some(RefOr::T(Schema::Object(currency))) = profile.properties.get_mut("currency") {
             currency.pattern = Some(Currency::PATTERN.to_owned());
         }
+        describe_json_integer(profile, "market_cap");
     }
     if let Some(upload) = object_schema(doc, "PriceUploadBody") {
         if let Some(RefOr::T(Schema::Array(bars))) = upload.properties.get_mut("bars") {
@@ -248,38 +249,177 @@ fn describe_limits(doc: &mut OpenApiDocument) {
             ));
         }
     }
+    if let Some(bar) = object_schema(doc, "PriceBarBody") {
+        describe_json_integer(bar, "volume");
+        for field in PriceField::ALL {
+            if let Some(RefOr::T(Schema::Object(price))) = bar.properties.get_mut(field.as_str()) {
+                // Above the largest number that rounds to zero, as `exclusiveMinimum` says it.
+                price.exclusive_minimum = Some(Price::ROUNDS_TO_ZERO.into());
+                price.maximum = Some(Price::MAX.into());
+                price.description = Some(format!(
+                    "More than 4 decimals are rounded half-to-even, and the rounded price must be \
+                     above 0 and at most {}: a number up to {} rounds to 0 and is refused.",
+                    Price::MAX,
+                    Price::ROUNDS_TO_ZERO
+                ));
+            }
+        }
+    }
+    // The list echoes the page asked for, so its `page` has the parameter's range.
+    if let Some(list) = object_schema(doc, "StockList") {
+        list.properties.insert("page".to_owned(), page_number());
+    }
+}
+
+/// Says of an integer field of a body that it must be written as a JSON integer; its schema
+/// (`type: integer`) alone would allow `100.0`.
+fn describe_json_integer(body: &mut Object, field: &str) {
+    if let Some(RefOr::T(Schema::Object(integer))) = body.properties.get_mut(field) {
+        integer.description = Some(JSON_INTEGER.to_owned());
+    }
 }
 
 /// A string schema limited to the listed values, with its default.
-fn enumeration(values: &[&'static str], default: &'static str) -> RefOr<Schema> {
+fn enumeration(values: impl Iterator<Item = &'static str>, default: &'static str) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(values.iter().copied()))
+        .enum_values(Some(values))
         .default(Some(default.into()))
         .into()
 }
 
-/// Gives the enumerated query parameters their allowed values, from the domain's own lists
-/// so the document cannot drift from what the handlers accept.
-fn describe_enumerations(doc: &mut OpenApiDocument) {
-    let sort: Vec<_> = SortField::ALL.iter().map(|s| s.as_str()).collect();
-    let order: Vec<_> = SortOrder::ALL.iter().map(|s| s.as_str()).collect();
-    let metric: Vec<_> = MoverMetric::ALL.iter().map(|s| s.as_str()).collect();
-    let period: Vec<_> = Period::ALL.iter().map(|s| s.as_str()).collect();
-    let interval: Vec<_> = Interval::ALL.iter().map(|s| s.as_str()).collect();
-    let schemas = [
-        ("sort", enumeration(&sort, SortField::default().as_str())),
-        ("order", enumeration(&order, SortOrder::default().as_str())),
-        (
-            "metric",
-            enumeration(&metric, MoverMetric::default().as_str()),
+/// [`enumeration`] of one of the domain's lower-case enumerations: its values and its default.
+macro_rules! enumeration_of {
+    ($kind:ty) => {
+        enumeration(
+            <$kind>::ALL.iter().map(|value| value.as_str()),
+            <$kind>::default().as_str(),
+        )
+    };
+}
+
+/// An integer schema from `min` to `max` with its default; `int64` when `max` needs more
+/// than `int32`.
+fn integer_range(min: u32, max: u32, default: u32) -> RefOr<Schema> {
+    let format = if i32::try_from(max).is_ok() {
+        KnownFormat::Int32
+    } else {
+        KnownFormat::Int64
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(format)))
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .default(Some(default.into()))
+        .into()
+}
+
+/// The page number, as the `page` parameter takes it and the list echoes it.
+fn page_number() -> RefOr<Schema> {
+    integer_range(1, MAX_PAGE, PageRequest::default().page)
+}
+
+/// The pattern of `tickers`: 1 to [`MAX_QUOTE_TICKERS`] tickers separated by commas. Where a
+/// ticker repeats it is stricter than the server, which counts it once, but never looser.
+pub(crate) fn ticker_list_pattern() -> String {
+    let one = Ticker::PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    format!("^{one}(,{one}){{0,{}}}$", MAX_QUOTE_TICKERS - 1)
+}
+
+/// A query parameter's schema and, where its rule needs words, its description.
+struct QueryParameter {
+    name: &'static str,
+    schema: RefOr<Schema>,
+    description: Option<String>,
+}
+
+/// The query parameters' schemas and rules, from the domain's own lists and constants so the
+/// document cannot drift from what the handlers accept.
+fn query_parameters() -> Vec<QueryParameter> {
+    let PageRequest { page, page_size } = PageRequest::default();
+    let date = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+            .into()
+    };
+    let span =
+        format!("a range over {MAX_HISTORY_SPAN_DAYS} days (20 years), defaults applied, is a 400");
+    let parameter = |name, schema, description: Option<String>| QueryParameter {
+        name,
+        schema,
+        description,
+    };
+    vec![
+        parameter("sort", enumeration_of!(SortField), None),
+        parameter("order", enumeration_of!(SortOrder), None),
+        parameter("metric", enumeration_of!(MoverMetric), None),
+        parameter("period", enumeration_of!(Period), None),
+        parameter("interval", enumeration_of!(Interval), None),
+        parameter(
+            "page",
+            page_number(),
+            Some(format!(
+                "1-based page number, at most {MAX_PAGE}; default {page}."
+            )),
         ),
-        ("period", enumeration(&period, Period::default().as_str())),
-        (
-            "interval",
-            enumeration(&interval, Interval::default().as_str()),
+        parameter(
+            "page_size",
+            integer_range(1, MAX_PAGE_SIZE, page_size),
+            Some(format!(
+                "Items per page, 1–{MAX_PAGE_SIZE}; default {page_size}."
+            )),
         ),
-    ];
+        parameter(
+            "limit",
+            integer_range(1, MAX_LIMIT, DEFAULT_LIMIT),
+            Some(format!("1–{MAX_LIMIT}; default {DEFAULT_LIMIT}.")),
+        ),
+        parameter(
+            "q",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_QUERY_LEN))
+                .into(),
+            Some(format!(
+                "Case-insensitive substring of the ticker or name; blank means none. At most \
+                 {MAX_QUERY_LEN} characters once trimmed and lower-cased, which `İ` turns into \
+                 two."
+            )),
+        ),
+        parameter(
+            "tickers",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ticker_list_pattern()))
+                .into(),
+            None,
+        ),
+        parameter(
+            "from",
+            date(),
+            Some(format!(
+                "First date, inclusive (YYYY-MM-DD), not after `to`. Only `from`: up to the \
+                 latest bar; {span}."
+            )),
+        ),
+        parameter(
+            "to",
+            date(),
+            Some(format!(
+                "Last date, inclusive (YYYY-MM-DD). Only `to`: the 365 days ending at it; \
+                 neither date: the 365 days ending at the latest bar; {span}."
+            )),
+        ),
+    ]
+}
+
+/// Writes [`query_parameters`] into every operation that takes them.
+fn describe_parameters(doc: &mut OpenApiDocument) {
+    let described = query_parameters();
     for item in doc.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -289,15 +429,21 @@ fn describe_enumerations(doc: &mut OpenApiDocument) {
         ];
         for operation in operations.into_iter().flatten() {
             for parameter in operation.parameters.iter_mut().flatten() {
-                if let Some((_, schema)) = schemas.iter().find(|(n, _)| *n == parameter.name) {
-                    parameter.schema = Some(schema.clone());
+                let query = parameter.parameter_in == ParameterIn::Query;
+                let Some(rule) = described.iter().find(|p| query && p.name == parameter.name)
+                else {
+                    continue;
+                };
+                parameter.schema = Some(rule.schema.clone());
+                if rule.description.is_some() {
+                    parameter.description.clone_from(&rule.description);
                 }
             }
         }
     }
 }
 
-/// The two paths Swagger UI serves.
+/// The two documentation paths: this document and Swagger UI over it.
 fn describe_documentation(doc: &mut OpenApiDocument) {
     let openapi = OperationBuilder::new()
         .tag("operations")
@@ -398,7 +544,7 @@ fn describe_cached_reads(doc: &mut OpenApiDocument) {
 pub fn openapi() -> OpenApiDocument {
     let mut doc = ApiDoc::openapi();
     describe_cached_reads(&mut doc);
-    describe_enumerations(&mut doc);
+    describe_parameters(&mut doc);
     describe_limits(&mut doc);
     describe_documentation(&mut doc);
     doc

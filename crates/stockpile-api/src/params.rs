@@ -12,13 +12,13 @@ use chrono::NaiveDate;
 use stockpile_application::{FieldError, MAX_QUOTE_TICKERS};
 use stockpile_domain::{
     parse_iso_date, Interval, ListQuery, MoverMetric, PageRequest, ParseEnumError, Period,
-    SortField, SortOrder, Ticker, MAX_LIMIT, MAX_PAGE_SIZE, MAX_QUERY_LEN,
+    SortField, SortOrder, Ticker, MAX_LIMIT, MAX_PAGE, MAX_PAGE_SIZE, MAX_QUERY_LEN,
 };
 
 use crate::problem::ApiError;
 
 /// The default number of movers or leaderboard places.
-const DEFAULT_LIMIT: u32 = 10;
+pub(crate) const DEFAULT_LIMIT: u32 = 10;
 
 /// A ticker from a path segment; a bad one is a 400 about the `ticker` field.
 pub(crate) fn parse_ticker(raw: &str) -> Result<Ticker, ApiError> {
@@ -96,6 +96,8 @@ impl Params {
 
     /// A free-text filter, normalised (trimmed, lower case, blank = none). A NUL (U+0000) is
     /// refused: no stored text holds one, and PostgreSQL fails on it instead of matching.
+    /// The length limit applies to the normalised text, the one the search uses: lower-casing
+    /// can lengthen it (`İ` becomes `i̇`, two characters).
     fn filter(&mut self, name: &str, max_chars: Option<usize>) -> Option<String> {
         let raw = self.single(name)?;
         if raw.contains('\0') {
@@ -103,16 +105,17 @@ impl Params {
                 .push(FieldError::new(name, "must not contain a NUL character"));
             return None;
         }
+        let normalised = ListQuery::normalise_filter(Some(&raw))?;
         if let Some(max) = max_chars {
-            if raw.chars().count() > max {
+            if normalised.chars().count() > max {
                 self.errors.push(FieldError::new(
                     name,
-                    format!("must be at most {max} characters"),
+                    format!("must be at most {max} characters once trimmed and lower-cased"),
                 ));
                 return None;
             }
         }
-        ListQuery::normalise_filter(Some(&raw))
+        Some(normalised)
     }
 
     fn finish<T>(self, value: T) -> Result<T, ApiError> {
@@ -134,7 +137,7 @@ pub(crate) fn list_query(query_string: &str) -> Result<ListQuery, ApiError> {
         sort: params.enumeration::<SortField>("sort"),
         order: params.enumeration::<SortOrder>("order"),
         page: PageRequest {
-            page: params.integer("page", 1, u32::MAX, PageRequest::default().page),
+            page: params.integer("page", 1, MAX_PAGE, PageRequest::default().page),
             page_size: params.integer(
                 "page_size",
                 1,
@@ -277,6 +280,21 @@ mod tests {
     }
 
     #[test]
+    fn the_search_limit_applies_to_the_text_searched() {
+        // `İ` is one character, but lower-cased it is two (`i` and a combining dot).
+        let dotted_capitals = "%C4%B0".repeat(64);
+        assert_eq!(
+            fields(list_query(&format!("q={dotted_capitals}")).unwrap_err()),
+            ["q"]
+        );
+        let searched = list_query(&format!("q={}", "%C4%B0".repeat(32))).unwrap();
+        assert_eq!(searched.search.map(|q| q.chars().count()), Some(64));
+        // Surrounding blanks are not searched for, so they do not count.
+        let padded = format!("q=%20%20{}%20", "a".repeat(64));
+        assert_eq!(list_query(&padded).unwrap().search, Some("a".repeat(64)));
+    }
+
+    #[test]
     fn a_repeated_parameter_is_rejected() {
         assert_eq!(fields(list_query("page=1&page=2").unwrap_err()), ["page"]);
     }
@@ -364,7 +382,20 @@ mod tests {
         );
     }
 
+    /// The documented pattern of `tickers`, without the anchors proptest does not take.
+    fn documented_ticker_lists() -> impl Strategy<Value = String> {
+        let pattern = crate::openapi::ticker_list_pattern();
+        let unanchored = pattern.trim_start_matches('^').trim_end_matches('$');
+        proptest::string::string_regex(unanchored).unwrap()
+    }
+
     proptest! {
+        #[test]
+        fn every_ticker_list_the_document_allows_is_taken(tickers in documented_ticker_lists()) {
+            let query = format!("tickers={tickers}");
+            prop_assert!(quote_tickers(&query).is_ok(), "{}", query);
+        }
+
         #[test]
         fn any_query_string_is_parsed_or_refused_but_never_panics(raw in "\\PC{0,80}") {
             for result in [

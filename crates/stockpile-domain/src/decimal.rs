@@ -20,11 +20,18 @@ pub enum PriceError {
     NotFinite,
     #[error("a price must be greater than 0 after rounding to 4 decimals")]
     NotPositive,
-    #[error("a price must be at most 1000000000")]
+    #[error("a price must be at most {}", Price::MAX)]
     TooLarge,
 }
 
 impl Price {
+    /// The largest price accepted, in whole currency units.
+    pub const MAX: i64 = MAX_PRICE_UNITS / PRICE_SCALE;
+
+    /// The largest number that rounds to zero (half of a ten-thousandth, which half-to-even
+    /// rounds down): every price accepted is above it.
+    pub const ROUNDS_TO_ZERO: f64 = 0.5 / PRICE_SCALE as f64;
+
     /// A price from a count of ten-thousandths, as stored.
     ///
     /// # Errors
@@ -53,7 +60,7 @@ impl Price {
         if value <= 0.0 {
             return Err(PriceError::NotPositive);
         }
-        if value > (MAX_PRICE_UNITS / PRICE_SCALE) as f64 + 1.0 {
+        if value > Self::MAX as f64 + 1.0 {
             return Err(PriceError::TooLarge);
         }
         Self::from_units(round_decimal_text_half_even(&format!("{value}")))
@@ -172,6 +179,24 @@ mod tests {
         assert_eq!(Price::from_f64(f64::NAN), Err(PriceError::NotFinite));
         assert_eq!(Price::from_f64(f64::INFINITY), Err(PriceError::NotFinite));
         assert_eq!(Price::from_f64(1e300), Err(PriceError::TooLarge));
+    }
+
+    #[test]
+    fn the_published_bounds_are_the_ones_applied() {
+        assert_eq!(
+            Price::from_f64(Price::ROUNDS_TO_ZERO),
+            Err(PriceError::NotPositive)
+        );
+        assert_eq!(Price::from_f64(0.000051).unwrap().units(), 1);
+        assert!(Price::from_f64(Price::MAX as f64).is_ok());
+        assert_eq!(
+            Price::from_f64(Price::MAX as f64 + 1.0),
+            Err(PriceError::TooLarge)
+        );
+        assert_eq!(
+            PriceError::TooLarge.to_string(),
+            "a price must be at most 1000000000"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use decimal::{round_ratio_half_away, Percent, Price, PriceError};
 pub use history::{HistoryRange, HistoryRangeError, MAX_HISTORY_SPAN_DAYS};
 pub use interval::{aggregate_bars, Interval};
 pub use market::{
-    ListQuery, MoverMetric, PageRequest, ParseEnumError, SortField, SortOrder, MAX_LIMIT,
+    ListQuery, MoverMetric, PageRequest, ParseEnumError, SortField, SortOrder, MAX_LIMIT, MAX_PAGE,
     MAX_PAGE_SIZE, MAX_QUERY_LEN,
 };
 pub use period::Period;

@@ -6,6 +6,8 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub const MAX_LIMIT: u32 = 100;
 /// The longest search text accepted, in characters.
 pub const MAX_QUERY_LEN: usize = 64;
+/// The highest page number accepted: the page is counted in 32 bits, far past any last page.
+pub const MAX_PAGE: u32 = u32::MAX;
 
 /// A value that is not one of an enumeration's listed, lower-case spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

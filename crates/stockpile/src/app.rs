@@ -7,6 +7,7 @@ use stockpile_api::{AdminToken, ApiState, ClientLimits};
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{RepositoryError, StockRepository};
 use stockpile_application::{AppError, ServiceSettings, StockService, Stockpile};
+use stockpile_domain::{PriceBar, Ticker};
 use stockpile_infrastructure::{
     build_cache, CacheBackendKind, CacheSettings, RedisCache, RedisSettings, SeaOrmStockRepository,
 };
@@ -32,6 +33,46 @@ pub enum StartupError {
 pub struct Services {
     pub repository: Arc<SeaOrmStockRepository>,
     pub service: Arc<dyn StockService>,
+}
+
+impl Services {
+    /// Seeds the stocks and their bars ([`seed`]), then refreshes the database's statistics as
+    /// every bulk load does; returns (stocks, bars) written.
+    ///
+    /// # Errors
+    /// The first write that fails.
+    pub async fn seed(
+        &self,
+        options: &SeedOptions,
+        show_progress: bool,
+    ) -> Result<(usize, u64), AppError> {
+        let written = seed(self.service.as_ref(), options, show_progress).await?;
+        self.refresh_statistics().await;
+        Ok(written)
+    }
+
+    /// Stores the bars of an import, all or nothing, then refreshes the database's statistics
+    /// as every bulk load does; returns how many were stored.
+    ///
+    /// # Errors
+    /// The upload's, when nothing was stored.
+    pub async fn import(&self, ticker: Ticker, bars: Vec<PriceBar>) -> Result<u64, AppError> {
+        let stored = self.service.upload_prices(ticker, bars).await?;
+        self.refresh_statistics().await;
+        Ok(stored)
+    }
+
+    /// After a bulk load the planner's statistics are stale until they are refreshed. The data
+    /// is stored either way, so a failure here is logged rather than failing the load.
+    async fn refresh_statistics(&self) {
+        if let Err(error) = self.repository.refresh_statistics().await {
+            tracing::warn!(
+                %error,
+                "the database's statistics could not be refreshed after the load; queries may be \
+                 planned slowly until ANALYZE runs"
+            );
+        }
+    }
 }
 
 /// The cache adapter's settings: the cache's section and how Redis is reached.
@@ -117,15 +158,17 @@ impl Application {
     /// # Errors
     /// [`StartupError`] naming the step that failed.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let services = wire(settings).await?;
+        if settings.database.is_embedded_default() && services.repository.count_stocks().await? == 0
+        {
+            tracing::info!("the embedded database is empty: seeding 517 tickers x 504 trading days of synthetic bars");
+            let (stocks, bars) = services.seed(&SeedOptions::default(), false).await?;
+            tracing::info!(stocks, bars, "seeded the embedded database");
+        }
         let Services {
             repository,
             service,
-        } = wire(settings).await?;
-        if settings.database.is_embedded_default() && repository.count_stocks().await? == 0 {
-            tracing::info!("the embedded database is empty: seeding 517 tickers x 504 trading days of synthetic bars");
-            let (stocks, bars) = seed(service.as_ref(), &SeedOptions::default(), false).await?;
-            tracing::info!(stocks, bars, "seeded the embedded database");
-        }
+        } = services;
         let http = &settings.http;
         let bind_error = |source| StartupError::Bind {
             addr: http.bind_addr.clone(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stockpile::app::wire;
 use stockpile::import::read_bars;
-use stockpile::seed::{seed, SeedOptions};
+use stockpile::seed::SeedOptions;
 use stockpile::{telemetry, Application, Settings};
 use stockpile_application::ports::StockRepository;
 use stockpile_domain::Ticker;
@@ -105,13 +105,10 @@ async fn run(command: Command, settings: &Settings) -> Result<(), String> {
                 );
                 return Ok(());
             }
-            let (stocks, bars) = seed(
-                services.service.as_ref(),
-                &options,
-                std::io::stderr().is_terminal(),
-            )
-            .await
-            .map_err(|e| format!("seeding failed: {e}"))?;
+            let (stocks, bars) = services
+                .seed(&options, std::io::stderr().is_terminal())
+                .await
+                .map_err(|e| format!("seeding failed: {e}"))?;
             tracing::info!(stocks, bars, "seeded");
         }
         Command::Import { ticker, file } => {
@@ -121,8 +118,7 @@ async fn run(command: Command, settings: &Settings) -> Result<(), String> {
             let bars = read_bars(input).map_err(|e| format!("{}: {e}", file.display()))?;
             let services = wire(settings).await.map_err(|e| e.to_string())?;
             let count = services
-                .service
-                .upload_prices(ticker.clone(), bars)
+                .import(ticker.clone(), bars)
                 .await
                 .map_err(|e| format!("import into {ticker} failed, nothing imported: {e}"))?;
             tracing::info!(%ticker, bars = count, "imported");

@@ -22,13 +22,13 @@ use crate::ApiState;
     tag = "stocks",
     operation_id = "list_stocks",
     params(
-        ("q" = Option<String>, Query, max_length = 64, description = "Case-insensitive substring of the ticker or name, at most 64 characters."),
+        ("q" = Option<String>, Query),
         ("sector" = Option<String>, Query, description = "Exact sector, case-insensitive."),
         ("exchange" = Option<String>, Query, description = "Exact exchange, case-insensitive."),
         ("sort" = Option<String>, Query, description = "Sort column; default `ticker`.", example = "ticker"),
         ("order" = Option<String>, Query, description = "`asc` or `desc`.", example = "asc"),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number; default 1."),
-        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page, 1–200; default 50."),
+        ("page" = Option<u32>, Query),
+        ("page_size" = Option<u32>, Query),
     ),
     responses(
         (status = 200, description = "One page of stocks.", body = StockList),
@@ -51,13 +51,13 @@ pub async fn list_stocks(
     tag = "stocks",
     operation_id = "list_stocks_trailing_slash",
     params(
-        ("q" = Option<String>, Query, max_length = 64),
+        ("q" = Option<String>, Query),
         ("sector" = Option<String>, Query),
         ("exchange" = Option<String>, Query),
         ("sort" = Option<String>, Query),
         ("order" = Option<String>, Query),
-        ("page" = Option<u32>, Query, minimum = 1),
-        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 200),
+        ("page" = Option<u32>, Query),
+        ("page_size" = Option<u32>, Query),
     ),
     responses(
         (status = 200, description = "One page of stocks; see `GET /api/stocks`.", body = StockList),
@@ -101,8 +101,8 @@ pub async fn stock_detail(
     operation_id = "get_price_history",
     params(
         TickerPath,
-        ("from" = Option<chrono::NaiveDate>, Query, description = "First date, inclusive (YYYY-MM-DD)."),
-        ("to" = Option<chrono::NaiveDate>, Query, description = "Last date, inclusive (YYYY-MM-DD). Neither date: the year up to the latest bar."),
+        ("from" = Option<chrono::NaiveDate>, Query),
+        ("to" = Option<chrono::NaiveDate>, Query),
         ("interval" = Option<String>, Query, description = "`1d`, `1w` or `1mo`; default `1d`.", example = "1d"),
     ),
     responses(
@@ -144,7 +144,7 @@ pub async fn price_history(
     operation_id = "get_top_movers",
     params(
         ("metric" = Option<String>, Query, description = "`gainers`, `losers` or `active`; default `gainers`.", example = "gainers"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100; default 10."),
+        ("limit" = Option<u32>, Query),
     ),
     responses(
         (status = 200, description = "The movers.", body = TopMovers),
@@ -169,7 +169,7 @@ pub async fn top_movers(
     operation_id = "get_leaderboard",
     params(
         ("period" = Option<String>, Query, description = "`1w`, `1m`, `3m`, `6m`, `1y` or `ytd`; default `1m`.", example = "1m"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100; default 10."),
+        ("limit" = Option<u32>, Query),
         ("sector" = Option<String>, Query, description = "Exact sector, case-insensitive."),
     ),
     responses(

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 
 use crate::support::untouched;
 use actix_web::test::TestRequest;
+use serde_json::Value;
 
-use crate::support::{send, Admin};
+use crate::support::{bearer, lists, send, service, Admin};
 
 /// Every path of API.md.
 const CONTRACT_PATHS: [&str; 17] = [
@@ -123,9 +124,50 @@ async fn swagger_ui_is_served_locally() {
         .unwrap()
         .contains("swagger"));
 
+    // Its configuration points it at the document.
+    let initializer = send(
+        untouched(),
+        Admin::Off,
+        TestRequest::get().uri("/docs/swagger-initializer.js"),
+    )
+    .await;
+    assert!(std::str::from_utf8(&initializer.body)
+        .unwrap()
+        .contains(&format!("\"url\": \"{}\"", stockpile_api::OPENAPI_PATH)));
+
     let reply = send(untouched(), Admin::Off, TestRequest::get().uri("/docs")).await;
     assert!(reply.status.is_redirection());
     assert_eq!(reply.header("location"), "/docs/");
+}
+
+/// `HEAD` is answered wherever `GET` is (API.md), the documentation included.
+#[actix_web::test]
+async fn the_documentation_answers_head_as_get() {
+    for path in [
+        "/docs/",
+        "/docs/swagger-initializer.js",
+        "/api-docs/openapi.json",
+    ] {
+        let get = send(untouched(), Admin::Off, TestRequest::get().uri(path)).await;
+        let head = send(
+            untouched(),
+            Admin::Off,
+            TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(path),
+        )
+        .await;
+        assert_eq!(
+            (get.status.as_u16(), head.status.as_u16()),
+            (200, 200),
+            "{path}"
+        );
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+    }
 }
 
 /// `docs/openapi.json` is what the server serves: `cargo xtask openapi` rewrites it.
@@ -249,4 +291,179 @@ async fn an_upload_past_the_documented_bar_limit_is_refused() {
     };
     let reply = send(untouched(), Admin::On, request(body)).await;
     assert_eq!(reply.invalid_fields(), ["bars"]);
+}
+
+/// The query parameter `name` of `GET path` in the document.
+fn query_parameter<'d>(doc: &'d Value, path: &str, name: &str) -> &'d Value {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .and_then(|parameters| parameters.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("GET {path} has no parameter {name}"))
+}
+
+/// The bounds the document gives the list's `page` and `q` are the ones the server applies,
+/// tried on both sides.
+#[actix_web::test]
+async fn the_document_states_the_list_parameters_the_server_takes() {
+    use stockpile_domain::{ListQuery, PageRequest, MAX_QUERY_LEN};
+
+    let doc = serde_json::to_value(stockpile_api::openapi()).unwrap();
+    let page = &query_parameter(&doc, "/api/stocks", "page")["schema"];
+    assert_eq!(
+        (&page["minimum"], &page["format"]),
+        (&1.into(), &"int64".into())
+    );
+    // The list echoes the page it was asked for, so its `page` has the same range.
+    assert_eq!(
+        &doc["components"]["schemas"]["StockList"]["properties"]["page"],
+        page
+    );
+    let max_page = page["maximum"].as_u64().unwrap();
+    let at_max = ListQuery {
+        page: PageRequest {
+            page: u32::try_from(max_page).unwrap(),
+            ..PageRequest::default()
+        },
+        ..ListQuery::default()
+    };
+    let get = |uri: String| TestRequest::get().uri(&uri);
+    let reply = send(
+        service(lists(at_max, 1)),
+        Admin::Off,
+        get(format!("/api/stocks?page={max_page}")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["page"], max_page);
+    let reply = send(
+        untouched(),
+        Admin::Off,
+        get(format!("/api/stocks?page={}", max_page + 1)),
+    )
+    .await;
+    assert_eq!(reply.invalid_fields(), ["page"]);
+
+    // `tickers`: the ticker's own pattern, repeated after commas up to the batch's limit (the
+    // parser's unit tests take every list the pattern allows).
+    let tickers = &query_parameter(&doc, "/api/quotes", "tickers")["schema"]["pattern"];
+    let one = stockpile_domain::Ticker::PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    let batch = stockpile_application::MAX_QUOTE_TICKERS - 1;
+    assert_eq!(tickers, &format!("^{one}(,{one}){{0,{batch}}}$"));
+
+    // `q` counts the text searched: lower-cased, `İ` is two characters.
+    let q = query_parameter(&doc, "/api/stocks", "q");
+    let max_len = q["schema"]["maxLength"].as_u64().unwrap() as usize;
+    assert_eq!(max_len, MAX_QUERY_LEN);
+    assert!(
+        q["description"].as_str().unwrap().contains("lower-cased"),
+        "{q}"
+    );
+    let dotted_capital = "%C4%B0";
+    let reply = send(
+        untouched(),
+        Admin::Off,
+        get(format!("/api/stocks?q={}", dotted_capital.repeat(max_len))),
+    )
+    .await;
+    assert_eq!(reply.invalid_fields(), ["q"]);
+    let half = ListQuery {
+        search: Some("i\u{307}".repeat(max_len / 2)),
+        ..ListQuery::default()
+    };
+    let reply = send(
+        service(lists(half, 1)),
+        Admin::Off,
+        get(format!(
+            "/api/stocks?q={}",
+            dotted_capital.repeat(max_len / 2)
+        )),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// The history span, the prices' bounds and the integer `market_cap` the document states are
+/// the ones the server applies.
+#[actix_web::test]
+async fn the_document_states_the_history_span_and_the_price_bounds() {
+    use stockpile_domain::{Price, PriceField, MAX_HISTORY_SPAN_DAYS};
+
+    let doc = serde_json::to_value(stockpile_api::openapi()).unwrap();
+    let history = "/api/stocks/{ticker}/history";
+    for name in ["from", "to"] {
+        let description = query_parameter(&doc, history, name)["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            description.contains(&format!("over {MAX_HISTORY_SPAN_DAYS} days")),
+            "{name}: {description}"
+        );
+    }
+    let too_long = format!(
+        "/api/stocks/AAPL/history?from=2000-01-01&to={}",
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()
+            + chrono::Days::new(MAX_HISTORY_SPAN_DAYS as u64 + 1)
+    );
+    let reply = send(untouched(), Admin::Off, TestRequest::get().uri(&too_long)).await;
+    assert_eq!(reply.invalid_fields(), ["to"]);
+
+    let schemas = &doc["components"]["schemas"];
+    let bar = &schemas["PriceBarBody"]["properties"];
+    let upload = |price: f64| {
+        let body = serde_json::json!({"bars": [{"date": "2025-01-02", "open": price,
+            "high": price, "low": price, "close": price, "volume": 1}]});
+        TestRequest::post()
+            .uri("/api/stocks/AAPL/prices")
+            .insert_header(bearer())
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body.to_string())
+    };
+    let every_price: Vec<String> = PriceField::ALL
+        .iter()
+        .map(|field| format!("bars[0].{}", field.as_str()))
+        .collect();
+    for field in PriceField::ALL {
+        let price = &bar[field.as_str()];
+        let above = price["exclusiveMinimum"].as_f64().unwrap();
+        let max = price["maximum"].as_f64().unwrap();
+        assert_eq!((above, max), (Price::ROUNDS_TO_ZERO, Price::MAX as f64));
+        assert!(Price::from_f64(above * 1.2).is_ok() && Price::from_f64(max).is_ok());
+        for refused in [above, max + 1.0] {
+            let reply = send(untouched(), Admin::On, upload(refused)).await;
+            assert_eq!(reply.invalid_fields(), every_price, "{refused}");
+        }
+    }
+
+    for market_cap in [
+        &schemas["StockProfileBody"]["properties"]["market_cap"],
+        &schemas["StockSummary"]["properties"]["market_cap"],
+    ] {
+        assert_eq!(market_cap["type"], serde_json::json!(["integer", "null"]));
+        assert_eq!(market_cap["format"], "int64");
+    }
+    // JSON Schema counts `11137.0` as an integer; the server does not, and the document says so.
+    for integer in [
+        &schemas["StockProfileBody"]["properties"]["market_cap"],
+        &bar["volume"],
+    ] {
+        assert_eq!(integer["minimum"], 0);
+        assert!(
+            integer["description"].as_str().unwrap().contains("`100.0`"),
+            "{integer}"
+        );
+    }
+    let profile = r#"{"name":"Apple","exchange":"NASDAQ","sector":"Tech","market_cap":11137.0}"#;
+    let reply = send(
+        untouched(),
+        Admin::On,
+        TestRequest::put()
+            .uri("/api/stocks/AAPL")
+            .insert_header(bearer())
+            .insert_header(("content-type", "application/json"))
+            .set_payload(profile),
+    )
+    .await;
+    assert_eq!(reply.invalid_fields(), ["market_cap"]);
 }

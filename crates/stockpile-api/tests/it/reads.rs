@@ -7,34 +7,18 @@ use actix_web::test::TestRequest;
 use mockall::predicate::eq;
 use stockpile_application::cache_aside::{etag_of, CachePolicy};
 use stockpile_application::metrics::CacheMetrics;
-use stockpile_application::ports::{MockStockRepository, RepositoryError, StockPage};
+use stockpile_application::ports::{MockStockRepository, RepositoryError};
 use stockpile_domain::{ListQuery, MoverMetric, PageRequest, Period, SortField, SortOrder, Ticker};
 
 use crate::support::{
-    date, detail_record, init, send, send_to, service, service_with, untouched, Admin, CacheMode,
-    FakeCache,
+    date, detail_record, init, lists, send, send_to, service, service_with, untouched, Admin,
+    CacheMode, FakeCache,
 };
 
 const EMPTY_LIST: &str = r#"{"items":[],"page":1,"page_size":50,"total":0}"#;
 
 fn get(uri: &str) -> TestRequest {
     TestRequest::get().uri(uri)
-}
-
-/// A repository answering one list query `times` times with an empty page.
-fn lists(query: ListQuery, times: usize) -> MockStockRepository {
-    let mut repository = MockStockRepository::new();
-    repository
-        .expect_list()
-        .with(eq(query))
-        .times(times)
-        .returning(|_| {
-            Ok(StockPage {
-                items: Vec::new(),
-                total: 0,
-            })
-        });
-    repository
 }
 
 #[actix_web::test]

@@ -19,9 +19,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use stockpile_api::{app, AdminToken, ApiState, ClientLimits, HttpMetrics};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
-use stockpile_application::ports::{DetailRecord, MockCache, MockStockRepository, StockRecord};
+use stockpile_application::ports::{
+    DetailRecord, MockCache, MockStockRepository, StockPage, StockRecord,
+};
 use stockpile_application::{ServiceSettings, StockService, Stockpile};
-use stockpile_domain::{Quote, Ticker};
+use stockpile_domain::{ListQuery, Quote, Ticker};
 use stockpile_test_support::bar_of_units;
 pub use stockpile_test_support::{CacheMode, FakeCache};
 
@@ -57,6 +59,22 @@ pub fn service_with(
         metrics,
         ServiceSettings { cache_policy },
     )
+}
+
+/// A repository answering one list query `times` times with an empty page.
+pub fn lists(query: ListQuery, times: usize) -> MockStockRepository {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_list()
+        .with(mockall::predicate::eq(query))
+        .times(times)
+        .returning(|_| {
+            Ok(StockPage {
+                items: Vec::new(),
+                total: 0,
+            })
+        });
+    repository
 }
 
 /// A service whose repository and cache panic on any use.

@@ -3,8 +3,6 @@
 //! SIGTERM finishes the request in flight first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
@@ -12,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{TestApp, TestDatabase, ADMIN_TOKEN};
+use crate::support::{seeded_scratch, stockpile, Scratch, TestApp, TestDatabase, ADMIN_TOKEN};
 
 const WRITERS: u64 = 8;
 const UPLOADS_PER_WRITER: u64 = 20;
@@ -179,77 +177,6 @@ fn big_upload(marker: u64) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&json!({ "bars": bars })).unwrap_or_default()
-}
-
-/// A temporary directory (the server's working directory, and its SQLite file unless
-/// `database` is PostgreSQL), removed after.
-struct Scratch {
-    dir: PathBuf,
-    database: Option<TestDatabase>,
-}
-
-impl Scratch {
-    fn database_url(&self) -> String {
-        self.database.as_ref().map_or_else(
-            || format!("sqlite://{}?mode=rwc", self.dir.join("kill.db").display()),
-            TestDatabase::url,
-        )
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The real `stockpile` binary, with only the settings given here: no `stockpile.toml` (its
-/// working directory is the scratch directory) and none of the caller's environment.
-fn stockpile(scratch: &Scratch, port: u16) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockpile"));
-    command
-        .current_dir(&scratch.dir)
-        .env_clear()
-        .env("DATABASE_URL", scratch.database_url())
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("CACHE_BACKEND", "memory")
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// A scratch directory whose database (`database`, else a SQLite file in it) `stockpile seed`
-/// filled with two stocks and five days, so that the server does not seed the whole universe
-/// on its first start.
-async fn seeded_scratch(purpose: &str, database: Option<TestDatabase>) -> Scratch {
-    let scratch = Scratch {
-        dir: std::env::temp_dir().join(format!("stockpile-{purpose}-{}", uuid::Uuid::new_v4())),
-        database,
-    };
-    std::fs::create_dir_all(&scratch.dir).unwrap();
-    let seeded = tokio::time::timeout(
-        Duration::from_secs(15),
-        stockpile(&scratch, 0)
-            .args([
-                "seed",
-                "--tickers",
-                "2",
-                "--days",
-                "5",
-                "--last-date",
-                "2025-11-21",
-            ])
-            .status(),
-    )
-    .await
-    .expect("stockpile seed took over 15 s")
-    .unwrap();
-    assert!(seeded.success(), "stockpile seed failed: {seeded}");
-    scratch
 }
 
 /// `stockpile serve` over the scratch database, once `/health` answers.

@@ -8,8 +8,10 @@ mod support;
 
 mod backends;
 mod browser;
+mod bulk_load;
 mod cache;
 mod compose;
+mod deployment_guide;
 mod docs;
 mod durability;
 mod fleet;

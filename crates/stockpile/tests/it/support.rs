@@ -1,3 +1,7 @@
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
 use chrono::NaiveDate;
 use stockpile::seed::{seed, SeedOptions};
 use stockpile::settings::{CacheBackendKind, ConnectionUrl, Secret};
@@ -212,4 +216,75 @@ pub fn shared_redis_settings(database: &TestDatabase, prefix: &str) -> Settings 
     );
     settings.cache.key_prefix = prefix.to_owned();
     settings
+}
+
+/// A temporary directory (the server's working directory, and its SQLite file unless
+/// `database` is PostgreSQL), removed after.
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub database: Option<TestDatabase>,
+}
+
+impl Scratch {
+    pub fn database_url(&self) -> String {
+        self.database.as_ref().map_or_else(
+            || format!("sqlite://{}?mode=rwc", self.dir.join("kill.db").display()),
+            TestDatabase::url,
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The real `stockpile` binary, with only the settings given here: no `stockpile.toml` (its
+/// working directory is the scratch directory) and none of the caller's environment.
+pub fn stockpile(scratch: &Scratch, port: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockpile"));
+    command
+        .current_dir(&scratch.dir)
+        .env_clear()
+        .env("DATABASE_URL", scratch.database_url())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("CACHE_BACKEND", "memory")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// A scratch directory whose database (`database`, else a SQLite file in it) `stockpile seed`
+/// filled with two stocks and five days, so that the server does not seed the whole universe
+/// on its first start.
+pub async fn seeded_scratch(purpose: &str, database: Option<TestDatabase>) -> Scratch {
+    let scratch = Scratch {
+        dir: std::env::temp_dir().join(format!("stockpile-{purpose}-{}", uuid::Uuid::new_v4())),
+        database,
+    };
+    std::fs::create_dir_all(&scratch.dir).unwrap();
+    let seeded = tokio::time::timeout(
+        Duration::from_secs(15),
+        stockpile(&scratch, 0)
+            .args([
+                "seed",
+                "--tickers",
+                "2",
+                "--days",
+                "5",
+                "--last-date",
+                "2025-11-21",
+            ])
+            .status(),
+    )
+    .await
+    .expect("stockpile seed took over 15 s")
+    .unwrap();
+    assert!(seeded.success(), "stockpile seed failed: {seeded}");
+    scratch
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::FutureExt;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
 use stockpile_infrastructure::redaction::redact_url;
 use stockpile_infrastructure::{DatabaseOptions, SeaOrmStockRepository};
 
@@ -41,6 +41,32 @@ impl TestDb {
         let n: i64 = row.try_get("", "n").unwrap();
         db.close().await.unwrap();
         n
+    }
+}
+
+impl TestDb {
+    /// How many rows the query planner's statistics say `table` has; `None` before any were
+    /// gathered (PostgreSQL's `reltuples` is -1 then, and SQLite has no `sqlite_stat1`).
+    pub async fn planned_rows(&self, table: &str) -> Option<i64> {
+        let db = self.side_connection().await;
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            DatabaseBackend::Postgres => format!(
+                "SELECT CAST(reltuples AS BIGINT) AS n FROM pg_class WHERE relname = '{table}'"
+            ),
+            // The first number of an entry is the table's row count.
+            _ => format!(
+                "SELECT CAST(stat AS INTEGER) AS n FROM sqlite_stat1 WHERE tbl = '{table}' LIMIT 1"
+            ),
+        };
+        let row = db
+            .query_one(Statement::from_string(backend, sql))
+            .await
+            .ok()
+            .flatten();
+        db.close().await.unwrap();
+        row.and_then(|row| row.try_get::<i64>("", "n").ok())
+            .filter(|n| *n >= 0)
     }
 }
 

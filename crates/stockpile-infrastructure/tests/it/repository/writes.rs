@@ -447,3 +447,23 @@ async fn a_blocked_query_is_cancelled_at_the_statement_timeout() {
     })
     .await;
 }
+
+/// After a bulk load, `refresh_statistics` gives the planner the row counts there are.
+#[tokio::test]
+async fn refreshed_statistics_count_the_rows_of_a_bulk_load() {
+    on_each_backend(|db| async move {
+        let repo: &dyn StockRepository = &db.repo;
+        add_stock(repo, "AAPL", "Apple", None).await;
+        let bars: Vec<_> = (1..=20)
+            .map(|day| flat_bar(date(2025, 1, day), 10_000, 1))
+            .collect();
+        repo.upsert_bars(&ticker("AAPL"), &bars).await.unwrap();
+        assert_ne!(db.planned_rows("price_bars").await, Some(20));
+
+        db.repo.refresh_statistics().await.unwrap();
+        assert_eq!(db.planned_rows("price_bars").await, Some(20));
+        assert_eq!(db.planned_rows("stocks").await, Some(1));
+        assert_eq!(db.planned_rows("stock_quotes").await, Some(1));
+    })
+    .await;
+}
