@@ -125,7 +125,7 @@ pub fn bench_writes(args: &[String]) -> Result<(), String> {
     let redis = PrivateRedis::start()?;
     let mut binaries = vec![("this commit".to_owned(), binary())];
     if let Some(path) = baseline {
-        binaries.push((format!("baseline (`{path}`)"), path));
+        binaries.push(("baseline".to_owned(), path));
     }
     let mut subjects = Vec::new();
     for (index, (name, path)) in binaries.into_iter().enumerate() {
