@@ -69,15 +69,15 @@ async fn tiered(settings: &RedisSettings) -> FallbackCache {
     FallbackCache::start(RedisCache::new(settings), memory).await
 }
 
-/// Redis is refused with an error that names the certificate, what the fallback logs.
-async fn assert_refuses_the_certificate(untrusted: &RedisSettings) {
-    let refused = RedisCache::new(untrusted)
+/// Redis is refused with an error (what the fallback logs) that names `what` is wrong.
+async fn assert_refused_naming(settings: &RedisSettings, what: &str) {
+    let refused = RedisCache::new(settings)
         .ping()
         .await
         .expect_err("Redis must be refused");
     assert!(
-        refused.to_string().to_lowercase().contains("certificate"),
-        "the refusal names the certificate: {refused}"
+        refused.to_string().to_lowercase().contains(what),
+        "the refusal names the {what}: {refused}"
     );
 }
 
@@ -439,7 +439,7 @@ async fn standalone_over_tls_with_rediss_and_a_wrong_ca_is_refused() {
         tls_ca_file: Some(stranger.ca_file()),
         ..trusted
     };
-    assert_refuses_the_certificate(&untrusted).await;
+    assert_refused_naming(&untrusted, "certificate").await;
     let fallback = tiered(&untrusted).await;
     assert_eq!(fallback.status().await.state, CacheState::FallenBack);
     fallback
@@ -481,14 +481,7 @@ async fn an_unknown_master_falls_back_to_memory_saying_so_and_recovers_once_moni
         sentinels: addresses(&set.sentinels_setting()),
         master: unknown.to_owned(),
     };
-    let refused = RedisCache::new(&settings)
-        .ping()
-        .await
-        .expect_err("Redis must be refused");
-    assert!(
-        refused.to_string().to_lowercase().contains("master"),
-        "the error says the master is unknown: {refused}"
-    );
+    assert_refused_naming(&settings, "master").await;
     let cache = tiered(&settings).await;
     assert_eq!(cache.status().await.state, CacheState::FallenBack);
 
@@ -563,5 +556,5 @@ async fn a_cluster_over_tls() {
     let Ok(stranger) = Certificates::generate().await else {
         panic!("openssl made the cluster's certificates a moment ago");
     };
-    assert_refuses_the_certificate(&with_ca(settings, &stranger)).await;
+    assert_refused_naming(&with_ca(settings, &stranger), "certificate").await;
 }
