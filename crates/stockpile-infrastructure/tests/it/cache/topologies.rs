@@ -15,7 +15,7 @@ use stockpile_test_support::{
     wait_until, Certificates, RedisCluster, RedisSentinel, TlsRedisServer, CLUSTER_NODE_TIMEOUT_MS,
 };
 
-use super::support::text;
+use super::support::{text, FaultProxy};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -507,26 +507,32 @@ async fn an_unknown_master_falls_back_to_memory_saying_so_and_recovers_once_moni
     );
 }
 
-#[tokio::test]
-async fn a_cluster_with_no_reachable_seed_falls_back_to_memory_saying_so_and_never_shows_the_password(
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_no_reachable_seed_falls_back_to_memory_saying_so_and_recovers_when_one_answers(
 ) {
-    let nowhere = format!(
-        "127.0.0.1:{},127.0.0.1:{}",
-        stockpile_test_support::spare_port(),
-        stockpile_test_support::spare_port()
-    );
+    let Some(cluster) = RedisCluster::shared().await else {
+        return;
+    };
+    // The only seed: a proxy in front of a node, closed until the "fix".
+    let seed = FaultProxy::in_front_of(&cluster.addrs()[0]).await;
+    seed.cut().await;
     let settings = RedisSettings {
         servers: RedisServers::Cluster {
-            seeds: addresses(&nowhere),
+            seeds: addresses(&format!("127.0.0.1:{}", seed.port())),
         },
-        username: Some("stockpile".to_owned()),
+        username: Some("default".to_owned()),
         password: Some("cluster-secret-9f2".to_owned()),
         key_prefix: unique_prefix("no-seed"),
         ..RedisSettings::default()
     };
     let redis = RedisCache::new(&settings);
-    let refused = redis.ping().await.expect_err("Redis must be refused");
-    assert!(refused.to_string().contains("connect"), "{refused}");
+    let refused = redis.ping().await.expect_err("no seed answers");
+    assert!(
+        refused
+            .to_string()
+            .contains("Failed to create initial connections"),
+        "{refused}"
+    );
     for shown in [
         refused.to_string(),
         format!("{redis:?}"),
@@ -534,9 +540,20 @@ async fn a_cluster_with_no_reachable_seed_falls_back_to_memory_saying_so_and_nev
     ] {
         assert!(!shown.contains("cluster-secret-9f2"), "{shown}");
     }
-    let cache = tiered(&settings).await;
+    let cache = tiered(&RedisSettings {
+        password: None,
+        username: None,
+        ..settings
+    })
+    .await;
     assert_eq!(cache.status().await.state, CacheState::FallenBack);
     assert_eq!(cache.status().await.topology, Some(RedisTopology::Cluster));
+
+    seed.restore().await;
+    assert!(
+        wait_until(FOLLOWS_WITHIN, || serving_redis(&cache)).await,
+        "the cache did not return to Redis once a seed answered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
