@@ -331,6 +331,30 @@ async fn a_killed_sentinel_master_is_followed_by_itself_and_nothing_stale_comes_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_with_the_master_alive_is_followed_too() {
+    let Some(set) = RedisSentinel::start().await else {
+        return;
+    };
+    let settings = sentinel_settings(&set, &unique_prefix("switchover"));
+    let cache: Arc<dyn Cache> = Arc::new(tiered(&settings).await);
+    let redis = RedisCache::new(&settings);
+    let load = Load::start(cache.clone(), 8);
+    // The demoted master stays up: whatever connection still reaches it (its clients killed by
+    // the Sentinels, or answering READONLY) must give way to the new master.
+    let asked_at = Instant::now();
+    let new = set.failover().await;
+    let redis_again = seconds_until_redis_answers(&redis, asked_at).await;
+    eprintln!(
+        "sentinel switchover: {new} promoted; Redis answered a write and its read \
+         {redis_again:.2} s after SENTINEL FAILOVER"
+    );
+    assert!(wait_until(FOLLOWS_WITHIN, || serving_redis(cache.as_ref())).await);
+    assert_eq!(load.stop().await, 0, "a caller saw an error");
+    assert_eq!(set.master_port().await, Some(new));
+    cache.clear().await.expect("cleaned up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_rides_out_a_killed_primary_and_a_reshard_under_load() {
     let Some(mut cluster) = RedisCluster::start(3, 1).await else {
         return;
