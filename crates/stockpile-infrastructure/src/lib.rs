@@ -14,7 +14,7 @@
 pub mod cache;
 pub use cache::{
     build_cache, CacheBackendKind, CacheSettings, FallbackCache, MemoryCache, NullCache,
-    RedisCache, RedisSettings,
+    RedisAddresses, RedisCache, RedisServers, RedisSettings,
 };
 
 pub mod redaction;

@@ -71,6 +71,17 @@ impl UrlSecrets {
         &self.redacted
     }
 
+    /// These secrets, and also `password` (one given apart from the URL, as `REDIS_PASSWORD`).
+    #[must_use]
+    pub fn hiding(mut self, password: Option<&str>) -> Self {
+        if let Some(password) = password.filter(|password| !password.is_empty()) {
+            self.secrets.push(password.to_owned());
+            self.secrets
+                .sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        }
+        self
+    }
+
     /// `message` with the URL replaced by its redacted form and every hidden part, as written
     /// or decoded, by `***`.
     pub fn scrub(&self, message: &str) -> String {

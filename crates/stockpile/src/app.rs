@@ -13,7 +13,7 @@ use stockpile_infrastructure::{
 };
 
 use crate::seed::{seed, SeedOptions};
-use crate::settings::{CacheSection, RedisSection, Settings};
+use crate::settings::{CacheSection, RedisSection, Settings, SettingsError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum StartupError {
     Database(#[from] RepositoryError),
     #[error("could not seed the empty database: {0}")]
     Seed(#[from] AppError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -76,15 +78,29 @@ impl Services {
 }
 
 /// The cache adapter's settings: the cache's section and how Redis is reached.
-fn cache_settings(cache: &CacheSection, redis: &RedisSection) -> CacheSettings {
+///
+/// # Errors
+/// [`SettingsError`] when the Redis section names no one topology.
+fn cache_settings(
+    cache: &CacheSection,
+    redis: &RedisSection,
+) -> Result<CacheSettings, SettingsError> {
     let backend = match (redis.enabled, cache.backend) {
         (false, CacheBackendKind::Auto | CacheBackendKind::Redis) => CacheBackendKind::Memory,
         (_, backend) => backend,
     };
-    CacheSettings {
+    Ok(CacheSettings {
         backend,
         redis: RedisSettings {
             url: redis.effective_url().expose().to_owned(),
+            servers: redis.servers()?,
+            username: redis.username.clone(),
+            password: redis
+                .password
+                .as_ref()
+                .map(|password| password.expose().to_owned()),
+            tls: redis.tls,
+            tls_ca_file: redis.tls_ca_file.clone(),
             key_prefix: cache.key_prefix.clone(),
             pool_size: redis.pool_size,
             connect_timeout: Duration::from_millis(redis.connect_timeout_ms),
@@ -92,16 +108,17 @@ fn cache_settings(cache: &CacheSection, redis: &RedisSection) -> CacheSettings {
         },
         local_ttl: Duration::from_secs(cache.local_ttl),
         memory_max_bytes: cache.memory_max_bytes,
-    }
+    })
 }
 
-/// Settles the embedded default, `auto` with no `REDIS_URL` set: the default Redis when it
-/// answers at start, else this process's memory for the process's life. Someone who never
-/// configured Redis has lost nothing, so memory then is the backend of record (not `degraded`,
-/// entries live their full lifetimes); with `REDIS_URL` set, memory only stands in for it.
-async fn settle_embedded_default(mut cache: CacheSettings, redis_url_set: bool) -> CacheSettings {
+/// Settles the embedded default, `auto` with no Redis named (no `REDIS_URL`, `REDIS_SENTINELS`
+/// or `REDIS_CLUSTER_NODES`): the default Redis when it answers at start, else this process's
+/// memory for the process's life. Someone who never configured Redis has lost nothing, so
+/// memory then is the backend of record (not `degraded`, entries live their full lifetimes);
+/// with a Redis named, memory only stands in for it.
+async fn settle_embedded_default(mut cache: CacheSettings, redis_named: bool) -> CacheSettings {
     if cache.backend == CacheBackendKind::Auto
-        && !redis_url_set
+        && !redis_named
         && RedisCache::new(&cache.redis).ping().await.is_err()
     {
         tracing::info!(
@@ -117,7 +134,8 @@ async fn settle_embedded_default(mut cache: CacheSettings, redis_url_set: bool) 
 /// gets its own section of the settings.
 ///
 /// # Errors
-/// [`StartupError::Database`] when the database cannot be opened or migrated.
+/// [`StartupError::Database`] when the database cannot be opened or migrated,
+/// [`StartupError::Settings`] when the Redis section names no one topology.
 pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
     let database = &settings.database;
     let repository =
@@ -125,8 +143,8 @@ pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
     repository.migrate().await?;
     let cache = build_cache(
         &settle_embedded_default(
-            cache_settings(&settings.cache, &settings.redis),
-            settings.redis.url.is_some(),
+            cache_settings(&settings.cache, &settings.redis)?,
+            settings.redis.is_named(),
         )
         .await,
     )

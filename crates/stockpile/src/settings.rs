@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use stockpile_api::ClientLimits;
 use stockpile_application::cache_aside::CachePolicy;
 pub use stockpile_infrastructure::CacheBackendKind;
-use stockpile_infrastructure::DatabaseOptions;
+use stockpile_infrastructure::{DatabaseOptions, RedisAddresses, RedisServers};
 
 /// The embedded default database.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://stockpile.db?mode=rwc";
@@ -315,6 +315,24 @@ pub struct RedisSection {
     pub connect_timeout_ms: u64,
     #[serde(rename = "redis_command_timeout_ms")]
     pub command_timeout_ms: u64,
+    /// The Sentinels' `host:port` list; with `sentinel_master`, the Sentinel topology.
+    #[serde(rename = "redis_sentinels")]
+    pub sentinels: Option<RedisAddresses>,
+    #[serde(rename = "redis_sentinel_master")]
+    pub sentinel_master: Option<String>,
+    /// Seed nodes of a Redis Cluster.
+    #[serde(rename = "redis_cluster_nodes")]
+    pub cluster_nodes: Option<RedisAddresses>,
+    /// Credentials of Sentinel-managed and Cluster nodes.
+    #[serde(rename = "redis_username")]
+    pub username: Option<String>,
+    #[serde(rename = "redis_password")]
+    pub password: Option<Secret>,
+    /// TLS to Sentinels and Sentinel-managed or Cluster nodes (standalone: `rediss://`).
+    #[serde(rename = "redis_tls")]
+    pub tls: bool,
+    #[serde(rename = "redis_tls_ca_file")]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl RedisSection {
@@ -323,6 +341,87 @@ impl RedisSection {
         self.url
             .clone()
             .unwrap_or_else(|| ConnectionUrl(DEFAULT_REDIS_URL.into()))
+    }
+
+    /// Whether any topology is named explicitly (`REDIS_URL`, `REDIS_SENTINELS` or
+    /// `REDIS_CLUSTER_NODES`), rather than the default standalone address.
+    pub fn is_named(&self) -> bool {
+        self.url.is_some() || self.sentinels.is_some() || self.cluster_nodes.is_some()
+    }
+
+    /// How the servers are found: exactly one topology, or why the settings name none.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] when they name two, or half of the Sentinel one.
+    pub fn servers(&self) -> Result<RedisServers, SettingsError> {
+        let two = |other: &str| {
+            SettingsError::Invalid(format!(
+                "{other} and REDIS_CLUSTER_NODES name two Redis topologies; set exactly one"
+            ))
+        };
+        let servers =
+            match (&self.sentinels, &self.sentinel_master, &self.cluster_nodes) {
+                (None, None, None) => RedisServers::Standalone,
+                (Some(_), _, Some(_)) => return Err(two("REDIS_SENTINELS")),
+                (_, Some(_), Some(_)) => return Err(two("REDIS_SENTINEL_MASTER")),
+                (Some(sentinels), Some(master), None) => RedisServers::Sentinel {
+                    sentinels: sentinels.clone(),
+                    master: master.clone(),
+                },
+                (Some(_), None, None) => {
+                    return Err(SettingsError::Invalid(
+                        "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the name of the master the \
+                     Sentinels monitor"
+                            .into(),
+                    ))
+                }
+                (None, Some(_), None) => return Err(SettingsError::Invalid(
+                    "REDIS_SENTINEL_MASTER needs REDIS_SENTINELS, the Sentinels' HOST:PORT list"
+                        .into(),
+                )),
+                (None, None, Some(seeds)) => RedisServers::Cluster {
+                    seeds: seeds.clone(),
+                },
+            };
+        if self.url.is_some() && servers != RedisServers::Standalone {
+            let other = if self.cluster_nodes.is_some() {
+                "REDIS_CLUSTER_NODES"
+            } else {
+                "REDIS_SENTINELS"
+            };
+            return Err(SettingsError::Invalid(format!(
+                "REDIS_URL and {other} name two Redis topologies; set exactly one"
+            )));
+        }
+        Ok(servers)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let standalone = self.servers()? == RedisServers::Standalone;
+        let standalone_tls = self.effective_url().expose().starts_with("rediss://");
+        if self.tls && standalone && !standalone_tls {
+            return Err(SettingsError::Invalid(
+                "REDIS_TLS=true applies to Sentinels and Cluster nodes; reach a standalone Redis \
+                 over TLS with a rediss:// REDIS_URL"
+                    .into(),
+            ));
+        }
+        if let Some(file) = &self.tls_ca_file {
+            if !(self.tls || standalone && standalone_tls) {
+                return Err(SettingsError::Invalid(
+                    "REDIS_TLS_CA_FILE is set but Redis is not reached over TLS; set REDIS_TLS=true \
+                     (Sentinel, Cluster) or a rediss:// REDIS_URL"
+                        .into(),
+                ));
+            }
+            if let Err(e) = std::fs::File::open(file) {
+                return Err(SettingsError::Invalid(format!(
+                    "REDIS_TLS_CA_FILE {} cannot be read: {e}",
+                    file.display()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -334,6 +433,13 @@ impl Default for RedisSection {
             pool_size: 8,
             connect_timeout_ms: 100,
             command_timeout_ms: 100,
+            sentinels: None,
+            sentinel_master: None,
+            cluster_nodes: None,
+            username: None,
+            password: None,
+            tls: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -444,9 +550,11 @@ impl Settings {
 
     fn check(&self) -> Result<(), SettingsError> {
         if self.app_env == AppEnv::Production {
-            if self.cache.backend == CacheBackendKind::Redis && self.redis.url.is_none() {
+            if self.cache.backend == CacheBackendKind::Redis && !self.redis.is_named() {
                 return Err(SettingsError::UnsafeForProduction(
-                    "CACHE_BACKEND=redis needs REDIS_URL set explicitly".into(),
+                    "CACHE_BACKEND=redis needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES \
+                     set explicitly"
+                        .into(),
                 ));
             }
             if self
@@ -469,6 +577,7 @@ impl Settings {
         }
         self.http.check()?;
         self.cache.check()?;
+        self.redis.check()?;
         self.admin.check()
     }
 }
@@ -765,14 +874,21 @@ mod tests {
     }
 
     fn assert_refused_with_one_line_naming_it(variable: &str, value: &str) {
+        assert_refused_with_one_line_naming(&[(variable, value)], variable);
+    }
+
+    /// Loading with `vars` set fails with one `invalid configuration` line that names `named`.
+    fn assert_refused_with_one_line_naming(vars: &[(&str, &str)], named: &str) {
         Jail::expect_with(|jail| {
-            jail.set_env(variable, value);
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
             let error = load_in(jail).unwrap_err().to_string();
             assert!(
                 error.starts_with("invalid configuration: ")
-                    && error.contains(variable)
+                    && error.contains(named)
                     && !error.contains('\n'),
-                "{variable}={value}: {error}"
+                "{vars:?}: {error}"
             );
             Ok(())
         });
@@ -822,6 +938,109 @@ mod tests {
         let too_long = (HttpSection::MAX_KEEP_ALIVE_S + 1).to_string();
         for value in ["-1", "75s", "1.5", too_long.as_str()] {
             assert_refused_with_one_line_naming_it("HTTP_KEEP_ALIVE_S", value);
+        }
+    }
+
+    #[test]
+    fn redis_is_reached_in_exactly_one_way_or_the_start_is_refused_with_one_line() {
+        let refused: [(&[(&str, &str)], &str); 6] = [
+            (
+                &[
+                    ("REDIS_SENTINELS", "s1:26379"),
+                    ("REDIS_SENTINEL_MASTER", "main"),
+                    ("REDIS_CLUSTER_NODES", "n1:6379"),
+                ],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (
+                &[
+                    ("REDIS_SENTINEL_MASTER", "main"),
+                    ("REDIS_CLUSTER_NODES", "n1:6379"),
+                ],
+                "REDIS_CLUSTER_NODES",
+            ),
+            (&[("REDIS_SENTINELS", "s1:26379")], "REDIS_SENTINEL_MASTER"),
+            (&[("REDIS_SENTINEL_MASTER", "main")], "REDIS_SENTINELS"),
+            (
+                &[
+                    ("REDIS_URL", "redis://a:6379"),
+                    ("REDIS_CLUSTER_NODES", "n1:6379"),
+                ],
+                "REDIS_URL",
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "n1:6379,nowhere")],
+                "REDIS_CLUSTER_NODES",
+            ),
+        ];
+        for (vars, named) in refused {
+            assert_refused_with_one_line_naming(vars, named);
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("REDIS_SENTINELS", "s1:26379, s2:26380");
+            jail.set_env("REDIS_SENTINEL_MASTER", "main");
+            jail.set_env("REDIS_PASSWORD", "sentinel-secret");
+            let s = load_in(jail).unwrap();
+            assert!(s.redis.is_named());
+            assert!(matches!(
+                s.redis.servers().unwrap(),
+                RedisServers::Sentinel { master, sentinels }
+                    if master == "main" && sentinels.to_string() == "s1:26379,s2:26380"
+            ));
+            assert!(!format!("{s:?}").contains("sentinel-secret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_settings_that_would_not_be_used_are_refused_with_one_line() {
+        for (vars, named) in [
+            (&[("REDIS_TLS", "true")][..], "REDIS_TLS"),
+            (
+                &[("REDIS_TLS_CA_FILE", "Cargo.toml")][..],
+                "REDIS_TLS_CA_FILE",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://cache:6380"),
+                    ("REDIS_TLS_CA_FILE", "no-such.pem"),
+                ][..],
+                "REDIS_TLS_CA_FILE",
+            ),
+        ] {
+            assert_refused_with_one_line_naming(vars, named);
+        }
+        Jail::expect_with(|jail| {
+            jail.create_file("ca.pem", "")?;
+            jail.set_env("REDIS_CLUSTER_NODES", "n1:6379");
+            jail.set_env("REDIS_TLS", "true");
+            jail.set_env("REDIS_TLS_CA_FILE", "ca.pem");
+            assert!(load_in(jail).unwrap().redis.tls);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_accepts_a_sentinel_or_cluster_in_place_of_redis_url() {
+        let named: [&[(&str, &str)]; 2] = [
+            &[("REDIS_CLUSTER_NODES", "n1:6379")],
+            &[
+                ("REDIS_SENTINELS", "s1:26379"),
+                ("REDIS_SENTINEL_MASTER", "main"),
+            ],
+        ];
+        for vars in named {
+            Jail::expect_with(|jail| {
+                jail.set_env("APP_ENV", "production");
+                jail.set_env("DATABASE_URL", "postgres://db/x");
+                jail.set_env("CACHE_BACKEND", "redis");
+                for (k, v) in vars {
+                    jail.set_env(k, v);
+                }
+                let loaded = load_in(jail);
+                assert!(loaded.is_ok(), "{vars:?}: {loaded:?}");
+                Ok(())
+            });
         }
     }
 

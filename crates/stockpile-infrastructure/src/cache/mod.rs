@@ -27,7 +27,7 @@ use stockpile_application::ports::Cache;
 pub use self::failover::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
-pub use self::redis::{RedisCache, RedisSettings};
+pub use self::redis::{RedisAddresses, RedisCache, RedisServers, RedisSettings};
 pub use crate::redaction::redact_url;
 
 /// The longest lifetime any adapter stores: longer ones would overflow `Instant` arithmetic

@@ -23,5 +23,6 @@ mod reads;
 mod schemathesis;
 mod secrets;
 mod settings;
+mod topologies;
 mod two_instances;
 mod writes;

@@ -2,9 +2,8 @@
 //!
 //! A pipeline of single-key commands rather than one `MGET`: on a Redis Cluster the keys of a
 //! batch span slots, and `MGET` across slots fails (`CROSSSLOT`), while each command of a
-//! pipeline names one key only. Whether the pipeline itself is split per node is the cluster
-//! connection's business ([`super::topology`]); should it not route a pipeline per key, this
-//! is where a Cluster must split the batch by slot.
+//! pipeline names one key only. The cluster client refuses a pipeline spanning slots, so on a
+//! Cluster the link sends its commands one by one ([`super::topology`]).
 
 use std::time::Duration;
 

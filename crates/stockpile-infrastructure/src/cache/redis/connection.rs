@@ -13,7 +13,8 @@ use std::time::Duration;
 use bb8_redis::bb8;
 use bb8_redis::redis::aio::PubSub;
 use bb8_redis::redis::{
-    self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisResult,
+    self, AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult,
+    ServerErrorKind,
 };
 use futures::future::BoxFuture;
 use stockpile_application::ports::{CacheError, RedisTopology};
@@ -21,7 +22,7 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::time::error::Elapsed;
 
 use super::settings::RedisSettings;
-use super::topology::{Link, Topology};
+use super::topology::{self, Link, Shard, Topology};
 use crate::redaction::UrlSecrets;
 
 /// A command or a pipeline: what [`Connections::run`] sends.
@@ -38,6 +39,18 @@ impl Query for Cmd {
         conn: &'a mut Link,
     ) -> BoxFuture<'a, RedisResult<T>> {
         Box::pin(self.query_async(conn))
+    }
+}
+
+/// A command that names no key, for one [`Shard`].
+pub(super) struct OnShard<'a>(pub &'a Shard, pub &'a Cmd);
+
+impl Query for OnShard<'_> {
+    fn query<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        conn: &'a mut Link,
+    ) -> BoxFuture<'a, RedisResult<T>> {
+        Box::pin(async move { Ok(redis::from_redis_value(conn.on(self.0, self.1).await?)?) })
     }
 }
 
@@ -78,6 +91,10 @@ enum WorkerConnection {
 struct Manager {
     topology: Topology,
     config: AsyncConnectionConfig,
+    /// Why the latest attempt to connect failed (`None` once one succeeds): bb8 reports a
+    /// failed attempt to the command waiting for it only as a timeout, and a wrong CA or an
+    /// unknown Sentinel master must be named in the log line of the fallback.
+    connect_failure: Arc<Mutex<Option<String>>>,
 }
 
 impl bb8::ManageConnection for Manager {
@@ -85,7 +102,9 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Connection, RedisError> {
-        let inner = self.topology.connect(&self.config).await?;
+        let connected = self.topology.connect(&self.config).await;
+        *lock(&self.connect_failure) = connected.as_ref().err().map(ToString::to_string);
+        let inner = connected?;
         Ok(Connection {
             inner,
             broken: Arc::new(AtomicBool::new(false)),
@@ -120,12 +139,17 @@ async fn ping(topology: &Topology, link: &mut Option<Link>, patience: Duration) 
 
 /// The connections to Redis and the rules every command is sent by.
 pub(super) struct Connections {
-    /// The connection pool, or why there is none: a URL that does not parse is reported by
-    /// every command as unavailability rather than failing startup, like a dead Redis.
+    /// The connection pool, or why there is none: settings that cannot be used (a URL that
+    /// does not parse, an unreadable CA file) are reported by every command as unavailability
+    /// rather than failing startup, like a dead Redis.
     pool: Result<bb8::Pool<Manager>, String>,
     /// The topology the pool connects to, kept to open the pub/sub connection of the first
     /// tier's invalidations (`None` with the pool's error).
     topology: Option<Topology>,
+    /// How the settings say Redis is reached, usable or not.
+    kind: RedisTopology,
+    /// The pool's [`Manager::connect_failure`].
+    connect_failure: Arc<Mutex<Option<String>>>,
     /// One connection per single-threaded runtime's thread (actix-web's workers); see
     /// [`Connections::worker_connection`].
     worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
@@ -143,6 +167,7 @@ pub(super) struct Connections {
 impl fmt::Debug for Connections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connections")
+            .field("topology", &self.kind)
             .field("url", &self.secrets)
             .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
@@ -152,17 +177,19 @@ impl fmt::Debug for Connections {
 impl Connections {
     /// The connections to the Redis the settings name; none is opened yet.
     ///
-    /// A URL that does not parse is logged as an error here, and every command then fails
-    /// with [`CacheError::Unavailable`].
+    /// Settings that cannot be used (a URL that does not parse, an unreadable CA file) are
+    /// logged as an error here, and every command then fails with
+    /// [`CacheError::Unavailable`].
     ///
     /// # Panics
     /// Outside a Tokio runtime: the pool spawns a task that closes idle connections.
     pub(super) fn new(settings: &RedisSettings) -> Self {
-        let secrets = UrlSecrets::new(&settings.url);
+        let secrets = UrlSecrets::new(&settings.url).hiding(settings.password.as_deref());
         // bb8 refuses a zero connection timeout.
         let connect_timeout = settings.connect_timeout.max(Duration::from_millis(1));
         let pool_size = settings.pool_size.max(1);
         let mut kept_topology = None;
+        let connect_failure = Arc::new(Mutex::new(None));
         let pool = match Topology::from_settings(settings) {
             Ok(topology) => {
                 kept_topology = Some(topology.clone());
@@ -178,11 +205,15 @@ impl Connections {
                     // A PING before every command would double each one's round trips; a dead
                     // connection is recognised by its first failing command instead.
                     .test_on_check_out(false)
-                    .build_unchecked(Manager { topology, config }))
+                    .build_unchecked(Manager {
+                        topology,
+                        config,
+                        connect_failure: Arc::clone(&connect_failure),
+                    }))
             }
             Err(e) => {
                 let why = format!(
-                    "the Redis URL is not valid: {}",
+                    "the Redis settings cannot be used: {}",
                     secrets.scrub(&e.to_string())
                 );
                 tracing::error!(url = %secrets.redacted(), "{why}; Redis will not be used");
@@ -192,6 +223,8 @@ impl Connections {
         Self {
             pool,
             topology: kept_topology,
+            kind: topology::kind_of(&settings.servers),
+            connect_failure,
             worker_connections: Mutex::new(HashMap::new()),
             probe_link: tokio::sync::Mutex::new(None),
             connect_timeout,
@@ -201,12 +234,24 @@ impl Connections {
         }
     }
 
-    /// How Redis is reached; standalone too when the settings could not be used, since they
-    /// name no other topology.
+    /// How Redis is reached, as the settings say, usable or not.
     pub(super) fn topology(&self) -> RedisTopology {
-        self.topology
-            .as_ref()
-            .map_or(RedisTopology::Standalone, Topology::kind)
+        self.kind
+    }
+
+    /// Where a walk of the keyspace goes: the one server, or every primary of a cluster as
+    /// the cluster names them now.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis does not answer in time.
+    pub(super) async fn shards(&self) -> Result<Vec<Shard>, CacheError> {
+        if !self.topology.as_ref().is_some_and(Topology::is_cluster) {
+            return Ok(vec![Shard::Whole]);
+        }
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        topology::primaries_in(self.run(&slots).await?)
+            .map_err(|e| self.unavailable(&format!("CLUSTER SLOTS: {e}")))
     }
 
     /// A dedicated pub/sub connection subscribed to `channel`, within the connect and
@@ -289,15 +334,25 @@ impl Connections {
             match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => {
+                    // A connection whose view of the servers is out of date: a master demoted
+                    // by a failover answers writes with READONLY, and a cluster connection
+                    // does not know a primary promoted since it was opened. A fresh one
+                    // reaches the servers as they are now.
+                    let outdated = matches!(
+                        e.kind(),
+                        ErrorKind::Server(ServerErrorKind::ReadOnly)
+                            | ErrorKind::ClusterConnectionNotFound
+                    );
                     if e.is_io_error()
                         || e.is_connection_dropped()
                         || e.is_timeout()
                         || e.is_unrecoverable_error()
+                        || outdated
                     {
                         broken.store(true, Ordering::Relaxed);
                     }
                     attempt += 1;
-                    if !e.is_connection_dropped() || attempt > self.pool_size {
+                    if !(e.is_connection_dropped() || outdated) || attempt > self.pool_size {
                         return Err(self.unavailable(&e.to_string()));
                     }
                 }
@@ -321,10 +376,14 @@ impl Connections {
         outcome: Result<Result<C, E>, Elapsed>,
         timeout: Duration,
     ) -> Result<C, CacheError> {
-        match outcome {
-            Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(e)) => Err(self.unavailable(&format!("no connection: {e}"))),
-            Err(_) => Err(self.timed_out(timeout)),
+        let failure = lock(&self.connect_failure).clone();
+        match (outcome, failure) {
+            (Ok(Ok(connection)), _) => Ok(connection),
+            (Ok(Err(_)) | Err(_), Some(why)) => {
+                Err(self.unavailable(&format!("no connection: {why}")))
+            }
+            (Ok(Err(e)), None) => Err(self.unavailable(&format!("no connection: {e}"))),
+            (Err(_), None) => Err(self.timed_out(timeout)),
         }
     }
 
@@ -348,13 +407,8 @@ impl Connections {
             return None;
         }
         let thread = std::thread::current().id();
-        let lock = || {
-            self.worker_connections
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
         {
-            let mut connections = lock();
+            let mut connections = lock(&self.worker_connections);
             match connections.get(&thread) {
                 Some(WorkerConnection::Open(open)) if !open.broken.load(Ordering::Relaxed) => {
                     return Some(Ok(Ok((open.inner.clone(), Arc::clone(&open.broken)))));
@@ -365,7 +419,7 @@ impl Connections {
             connections.insert(thread, WorkerConnection::Opening);
         }
         let opened = tokio::time::timeout_at(deadline, pool.dedicated_connection()).await;
-        let mut connections = lock();
+        let mut connections = lock(&self.worker_connections);
         if !matches!(opened, Ok(Ok(_))) {
             connections.remove(&thread);
         }
@@ -381,4 +435,11 @@ impl Connections {
     pub(super) fn unavailable(&self, why: &str) -> CacheError {
         CacheError::Unavailable(format!("redis: {}", self.secrets.scrub(why)))
     }
+}
+
+/// `mutex`'s guard, poisoned or not: what it guards stays consistent whatever panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -27,7 +27,7 @@ use stockpile_application::ports::{
 
 use self::connection::Connections;
 pub(crate) use self::lease::instance_token;
-pub use self::settings::RedisSettings;
+pub use self::settings::{RedisAddresses, RedisServers, RedisSettings};
 use super::{glob, LONGEST_TTL};
 
 /// A [`Cache`] in Redis, under a key prefix, through a small pool of multiplexed connections.

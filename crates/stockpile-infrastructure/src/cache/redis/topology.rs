@@ -2,46 +2,122 @@
 //!
 //! Everything above this module (the connection pool and the per-worker connections, the
 //! commands, pub/sub) speaks to a [`Topology`] and the [`Link`]s it opens, never to a server
-//! address. Today the only topology is one standalone server; Sentinel (a primary found
-//! through the sentinels, followed on failover) and Cluster (slots spread over primaries,
-//! MOVED/ASK followed by the client) are each one more variant of [`Topology`] and of [`Link`],
-//! built on the `redis` crate's own support (`redis::sentinel::SentinelClient`,
-//! `redis::cluster_async::ClusterConnection`), with no edit to the commands: every command the
-//! cache sends names its one key (or, for `UNLINK`, keys the cluster client splits by slot),
-//! so it is routed by the client. The one exception is the walk of the keyspace (`SCAN`, in
-//! `unlink_matching`), which on a cluster must visit every primary: it is to be routed per
-//! node here, beside the variant.
+//! address. Each topology is built on the `redis` crate's own support:
+//! - standalone: one `redis::Client`;
+//! - Sentinel: `redis::sentinel::SentinelClient` names the master each time a connection is
+//!   opened, so a connection broken by a failover (or answering `READONLY`, see
+//!   `Connections::run`) is replaced by one to the new master;
+//! - Cluster: `redis::cluster_async::ClusterConnection` routes each command by its key's slot
+//!   and follows MOVED/ASK. It refuses a pipeline whose keys span slots, so [`Link`] sends a
+//!   pipeline's commands one by one (concurrently, over the same multiplexed node
+//!   connections): every command the cache sends names its one key, or none.
+//!
+//! The walk of the keyspace (`SCAN`) must visit every primary of a cluster: [`Shard`] names
+//! where a command that names no key goes.
 
-use bb8_redis::redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
-use bb8_redis::redis::{
-    self, AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value,
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError,
+    RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 use stockpile_application::ports::RedisTopology;
 
-use super::settings::RedisSettings;
+use super::settings::{RedisAddresses, RedisServers, RedisSettings};
 
 /// The Redis servers the cache talks to, and how to reach them.
 #[derive(Clone)]
 pub(super) enum Topology {
     /// One server at `REDIS_URL`.
-    Standalone(redis::Client),
+    Standalone(Box<Client>),
+    /// The master the Sentinels name.
+    Sentinel(Arc<Sentinels>),
+    /// A Redis Cluster.
+    Cluster(Arc<Cluster>),
+}
+
+pub(super) struct Sentinels {
+    /// Asks the Sentinels for the master; it keeps connections to them, hence the lock.
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The longest a lookup of the master may take: a Sentinel that does not answer must not
+    /// hold a pool slot longer than a dead server would.
+    lookup_timeout: Duration,
+}
+
+pub(super) struct Cluster {
+    client: ClusterClient,
+    /// A client per seed node, for the pub/sub connection: a message published on any node of
+    /// a cluster reaches the subscribers of every node.
+    seeds: Vec<Client>,
+}
+
+/// Where a command that names no key is sent.
+pub(super) enum Shard {
+    /// The one server (standalone or the Sentinels' master).
+    Whole,
+    /// One primary of a cluster.
+    Primary { host: String, port: u16 },
+}
+
+/// What `GET /api/cache/status` reports as `topology` for these servers.
+pub(super) fn kind_of(servers: &RedisServers) -> RedisTopology {
+    match servers {
+        RedisServers::Standalone => RedisTopology::Standalone,
+        RedisServers::Sentinel { .. } => RedisTopology::Sentinel,
+        RedisServers::Cluster { .. } => RedisTopology::Cluster,
+    }
 }
 
 impl Topology {
     /// The topology the settings describe; nothing is contacted yet.
     ///
     /// # Errors
-    /// The client's, when the settings do not describe a reachable Redis (a URL that does
-    /// not parse, say).
+    /// The client's, when the settings cannot describe a reachable Redis (a URL that does not
+    /// parse, an unreadable CA file, say).
     pub(super) fn from_settings(settings: &RedisSettings) -> RedisResult<Self> {
-        redis::Client::open(settings.url.as_str()).map(Self::Standalone)
+        let certificates = settings
+            .tls_ca_file
+            .as_ref()
+            .map(|file| {
+                std::fs::read(file)
+                    .map(|pem| TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    })
+                    .map_err(|e| {
+                        RedisError::from(std::io::Error::new(
+                            e.kind(),
+                            format!("cannot read REDIS_TLS_CA_FILE {}: {e}", file.display()),
+                        ))
+                    })
+            })
+            .transpose()?;
+        match &settings.servers {
+            RedisServers::Standalone => client(settings.url.as_str(), certificates)
+                .map(|client| Self::Standalone(Box::new(client))),
+            RedisServers::Sentinel { sentinels, master } => {
+                sentinel_client(settings, sentinels, master, certificates).map(|client| {
+                    Self::Sentinel(Arc::new(Sentinels {
+                        client: tokio::sync::Mutex::new(client),
+                        lookup_timeout: settings.connect_timeout + settings.command_timeout,
+                    }))
+                })
+            }
+            RedisServers::Cluster { seeds } => cluster(settings, seeds, certificates)
+                .map(|cluster| Self::Cluster(Arc::new(cluster))),
+        }
     }
 
-    /// What `GET /api/cache/status` reports as `topology`.
-    pub(super) fn kind(&self) -> RedisTopology {
-        match self {
-            Self::Standalone(_) => RedisTopology::Standalone,
-        }
+    /// Whether the keyspace is spread over several primaries, each to be walked apart.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
     }
 
     /// A new multiplexed connection, opened within `config`'s timeouts.
@@ -50,29 +126,220 @@ impl Topology {
             Self::Standalone(client) => client
                 .get_multiplexed_async_connection_with_config(config)
                 .await
-                .map(Link::Standalone),
+                .map(Link::Server),
+            Self::Sentinel(sentinels) => sentinels
+                .master()
+                .await?
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Link::Server),
+            Self::Cluster(cluster) => cluster
+                .client
+                .get_async_connection()
+                .await
+                .map(Link::Cluster),
         }
     }
 
-    /// A new dedicated pub/sub connection.
+    /// A new dedicated pub/sub connection: to the server, the current master, or the first
+    /// seed node of a cluster that answers.
     pub(super) async fn pubsub(&self) -> RedisResult<PubSub> {
         match self {
             Self::Standalone(client) => client.get_async_pubsub().await,
+            Self::Sentinel(sentinels) => sentinels.master().await?.get_async_pubsub().await,
+            Self::Cluster(cluster) => {
+                let mut refused = None;
+                for seed in &cluster.seeds {
+                    match seed.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(e) => refused = Some(e),
+                    }
+                }
+                Err(refused.unwrap_or_else(no_seed_error))
+            }
         }
     }
+}
+
+impl Sentinels {
+    /// A client of the master the Sentinels name now (they check that it says it is master).
+    async fn master(&self) -> RedisResult<Client> {
+        let lookup = async { self.client.lock().await.async_get_client().await };
+        tokio::time::timeout(self.lookup_timeout, lookup)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the Sentinels did not name a master in time",
+                )))
+            })
+    }
+}
+
+/// A client of `url` (`rediss://` for TLS), trusting `certificates` when given.
+fn client(
+    url: impl IntoConnectionInfo,
+    certificates: Option<TlsCertificates>,
+) -> RedisResult<Client> {
+    match certificates {
+        Some(certificates) => Client::build_with_tls(url, certificates),
+        None => Client::open(url),
+    }
+}
+
+fn sentinel_client(
+    settings: &RedisSettings,
+    sentinels: &RedisAddresses,
+    master: &str,
+    certificates: Option<TlsCertificates>,
+) -> RedisResult<SentinelClient> {
+    let addresses = sentinels.iter().map(|(host, port)| {
+        if settings.tls {
+            ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.to_owned(), port)
+        }
+    });
+    let mut builder = SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)?;
+    if settings.tls {
+        builder = builder
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+            .set_client_to_redis_tls_mode(TlsMode::Secure);
+    }
+    if let Some(certificates) = certificates {
+        builder = builder
+            .set_client_to_sentinel_certificates(certificates.clone())
+            .set_client_to_redis_certificates(certificates);
+    }
+    if let Some(username) = &settings.username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = &settings.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    builder.build()
+}
+
+fn cluster(
+    settings: &RedisSettings,
+    seeds: &RedisAddresses,
+    certificates: Option<TlsCertificates>,
+) -> RedisResult<Cluster> {
+    let scheme = if settings.tls { "rediss" } else { "redis" };
+    let mut seed_clients = Vec::new();
+    let mut seed_infos = Vec::new();
+    for (host, port) in seeds.iter() {
+        let info = format!("{scheme}://{host}:{port}").into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(username) = &settings.username {
+            redis = redis.set_username(username);
+        }
+        if let Some(password) = &settings.password {
+            redis = redis.set_password(password);
+        }
+        let info = info.set_redis_settings(redis);
+        seed_clients.push(client(info.clone(), certificates.clone())?);
+        seed_infos.push(info);
+    }
+    // The client's own waits between retries start at 1.28 s, past any command timeout: a
+    // command redirected while slots move would count as a dead Redis. Retries within the
+    // command timeout let it follow the cluster instead.
+    let longest_retry_wait = u64::try_from(settings.command_timeout.as_millis() / 4)
+        .unwrap_or(u64::MAX)
+        .max(2);
+    let mut builder = ClusterClientBuilder::new(seed_infos)
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.command_timeout)
+        .min_retry_wait(1)
+        .max_retry_wait(longest_retry_wait);
+    if settings.tls {
+        builder = builder.tls(TlsMode::Secure);
+    }
+    if let Some(certificates) = certificates {
+        builder = builder.certs(certificates);
+    }
+    if let Some(username) = &settings.username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &settings.password {
+        builder = builder.password(password);
+    }
+    Ok(Cluster {
+        client: builder.build()?,
+        seeds: seed_clients,
+    })
+}
+
+fn no_seed_error() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no cluster seed node is configured",
+    ))
+}
+
+/// The primaries in a `CLUSTER SLOTS` answer, each once: an entry is
+/// `[first slot, last slot, [host, port, id, …], replicas…]`.
+pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
+    let ranges: Vec<Vec<Value>> = redis::from_redis_value(slots)?;
+    let mut primaries: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Some(node) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = redis::from_redis_value(node)?;
+        let mut fields = node.into_iter();
+        if let (Some(host), Some(port)) = (fields.next(), fields.next()) {
+            let primary = (
+                redis::from_redis_value(host)?,
+                redis::from_redis_value(port)?,
+            );
+            if !primaries.contains(&primary) {
+                primaries.push(primary);
+            }
+        }
+    }
+    Ok(primaries
+        .into_iter()
+        .map(|(host, port)| Shard::Primary { host, port })
+        .collect())
 }
 
 /// A connection of any topology; cheap to clone, and every clone pipelines over the same
 /// socket(s).
 #[derive(Clone)]
 pub(super) enum Link {
-    Standalone(MultiplexedConnection),
+    /// To the one server: standalone, or the master the Sentinels named.
+    Server(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// Sends `cmd`, which names no key, to `shard`.
+    pub(super) async fn on(&mut self, shard: &Shard, cmd: &Cmd) -> RedisResult<Value> {
+        match (self, shard) {
+            (Self::Cluster(conn), Shard::Primary { host, port }) => {
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                conn.route_command(cmd.clone(), RoutingInfo::SingleNode(node))
+                    .await
+            }
+            (link, _) => link.req_packed_command(cmd).await,
+        }
+    }
 }
 
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Standalone(conn) => conn.req_packed_command(cmd),
+            Self::Server(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -83,13 +350,27 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => {
+                let mut whole = conn.clone();
+                if pipeline.is_transaction() {
+                    return Box::pin(async move {
+                        whole.req_packed_commands(pipeline, offset, count).await
+                    });
+                }
+                let sends = pipeline.cmd_iter().skip(offset).take(count).map(|cmd| {
+                    let mut conn = conn.clone();
+                    async move { conn.req_packed_command(cmd).await }
+                });
+                Box::pin(try_join_all(sends))
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Self::Standalone(conn) => conn.get_db(),
+            Self::Server(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
         }
     }
 }

@@ -9,3 +9,4 @@ mod redis;
 mod redis_glob;
 mod support;
 mod tiered;
+mod topologies;
