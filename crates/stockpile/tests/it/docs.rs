@@ -127,6 +127,8 @@ fn documents() -> Vec<String> {
         .map(|name| format!("docs/{name}"))
         .collect();
     names.push("README.md".into());
+    // The Chinese guide is copied from as much as the English one.
+    names.push("docs/zh/deployment.md".into());
     names.sort();
     names
 }
