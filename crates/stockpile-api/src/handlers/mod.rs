@@ -3,4 +3,5 @@
 pub mod cache_admin;
 pub mod operations;
 pub mod reads;
+pub mod streams;
 pub mod writes;
