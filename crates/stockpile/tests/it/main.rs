@@ -21,5 +21,6 @@ mod reads;
 mod schemathesis;
 mod secrets;
 mod settings;
+mod streams;
 mod two_instances;
 mod writes;
