@@ -13,6 +13,8 @@ use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{MockStockRepository, StockRecord};
 use stockpile_application::{QuoteStreams, ServiceSettings, StockService, Stockpile};
 
+use stockpile_test_support::{parse_sse_event, take_sse_block};
+
 use crate::support::{
     bearer, record, send, send_to, state, untouched, Admin, CacheMode, FakeCache,
 };
@@ -93,9 +95,8 @@ impl<B: MessageBody> Events<B> {
     async fn next(&mut self) -> Option<String> {
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                    let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                    return Some(String::from_utf8(block).unwrap());
+                if let Some(block) = take_sse_block(&mut self.buffer) {
+                    return Some(block);
                 }
                 let chunk = futures::future::poll_fn(|cx| self.body.as_mut().poll_next(cx)).await;
                 match chunk {
@@ -112,23 +113,11 @@ impl<B: MessageBody> Events<B> {
     /// The next block, which must be an event: (id, name, data).
     async fn event(&mut self) -> (u64, String, serde_json::Value) {
         let block = self.next().await.expect("an event, not the end");
-        let field = |name: &str| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                .unwrap_or_else(|| panic!("no {name} in {block:?}"))
-                .to_owned()
-        };
-        assert_eq!(
-            block.trim_end().lines().count(),
-            3,
-            "id, event, data: {block:?}"
-        );
-        let data = field("data");
+        let event = parse_sse_event(&block).unwrap_or_else(|| panic!("not an event: {block:?}"));
         (
-            field("id").parse().unwrap(),
-            field("event"),
-            serde_json::from_str(&data).unwrap(),
+            event.id,
+            event.name,
+            serde_json::from_str(&event.data).unwrap(),
         )
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 use stockpile::Settings;
-use stockpile_test_support::RedisServer;
+use stockpile_test_support::{parse_sse_event, take_sse_block, RedisServer};
 
 use crate::support::{last_day, shared_redis_settings, TestApp, TestDatabase};
 
@@ -51,23 +51,14 @@ impl EventStream {
     pub async fn next_within(&mut self, within: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                let block = String::from_utf8(block).unwrap();
-                if block.starts_with(':') {
+            if let Some(block) = take_sse_block(&mut self.buffer) {
+                let Some(event) = parse_sse_event(&block) else {
                     continue;
-                }
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                        .unwrap_or_else(|| panic!("no {name} in {block:?}"))
-                        .to_owned()
                 };
                 return Some(Event {
-                    id: field("id").parse().unwrap(),
-                    name: field("event"),
-                    data: serde_json::from_str(&field("data")).unwrap(),
+                    id: event.id,
+                    name: event.name,
+                    data: serde_json::from_str(&event.data).unwrap(),
                 });
             }
             match tokio::time::timeout_at(deadline, self.response.chunk()).await {
