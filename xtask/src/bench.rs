@@ -429,18 +429,5 @@ hit is a Redis round trip; its share is of the `/health` of that same run.\n\n{l
         scale.name(),
         scale.describe()
     );
-    let path = "docs/benchmarks.md";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ if current.is_empty() => format!("# Benchmarks\n\n{section}\n"),
-        _ => format!("{current}\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
+    crate::harness::rewrite_benchmarks(&section, (start_marker, end_marker), None)
 }

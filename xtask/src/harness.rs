@@ -207,3 +207,30 @@ pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!("{cores} cores, {cpu}")
 }
+
+/// Puts `section` (from `start_marker` to `end_marker`, both included) in place of the one
+/// between those markers in `docs/benchmarks.md`, or appends it under `heading` (if any) when
+/// the file has none yet.
+pub(crate) fn rewrite_benchmarks(
+    section: &str,
+    (start_marker, end_marker): (&str, &str),
+    heading: Option<&str>,
+) -> Result<(), String> {
+    let path = "docs/benchmarks.md";
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (current.find(start_marker), current.find(end_marker)) {
+        (Some(start), Some(end)) => format!(
+            "{}{section}{}",
+            &current[..start],
+            &current[end + end_marker.len()..]
+        ),
+        _ if current.is_empty() => format!("# Benchmarks\n\n{section}\n"),
+        _ => match heading {
+            Some(heading) => format!("{current}\n{heading}\n\n{section}\n"),
+            None => format!("{current}\n{section}\n"),
+        },
+    };
+    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
+    println!("updated {path}");
+    Ok(())
+}

@@ -4,6 +4,7 @@ mod bench;
 mod fuzz;
 mod harness;
 mod soak;
+mod stream_bench;
 mod write_bench;
 
 use std::net::{SocketAddr, TcpStream};
@@ -30,6 +31,10 @@ const TASKS: &[(&str, &str)] = &[
     (
         "bench-writes",
         "[--baseline PATH] profile-write and price-upload latency with 10k, 100k and 1M other keys in Redis; rewrites its part of docs/benchmarks.md",
+    ),
+    (
+        "bench-streams",
+        "event latency across two instances over 1,000 writes, memory per idle stream at 2,000; rewrites its part of docs/benchmarks.md",
     ),
     (
         "soak",
@@ -66,6 +71,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("bench-writes") => {
             write_bench::bench_writes(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
+        Some("bench-streams") => {
+            stream_bench::bench_streams(&std::env::args().skip(2).collect::<Vec<_>>())
         }
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),

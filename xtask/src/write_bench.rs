@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    binary, connect, get_json, machine, percentile, prepare, request, start_server_from, Server,
+    binary, connect, get_json, machine, percentile, prepare, request, rewrite_benchmarks,
+    start_server_from, Server,
 };
 
 const DATABASE: &str = "stockpile_bench";
@@ -25,7 +26,7 @@ const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
 const WRITES: usize = 50;
 
 /// A private Redis, stopped when dropped.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     process: Child,
     port: u16,
 }
@@ -46,7 +47,7 @@ fn spare_port() -> Result<u16, String> {
 }
 
 impl PrivateRedis {
-    fn start() -> Result<Self, String> {
+    pub(crate) fn start() -> Result<Self, String> {
         let port = spare_port()?;
         let process = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -65,7 +66,7 @@ impl PrivateRedis {
         Ok(redis)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -197,7 +198,7 @@ fn profile_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
 }
 
 /// The body of an upload of AAPL's latest bar as it is.
-fn bar_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
+pub(crate) fn bar_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
     let history = get_json(stream, "/api/stocks/AAPL/history")?;
     let latest = history["bars"]
         .as_array()
@@ -275,17 +276,9 @@ HTTP round trip and the database commit.\n\n{table}{end_marker}",
         machine(),
         if names.len() > 1 { " --baseline …" } else { "" },
     );
-    let path = "docs/benchmarks.md";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ => format!("{current}\n## Write latency and the size of the keyspace\n\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
+    rewrite_benchmarks(
+        &section,
+        (start_marker, end_marker),
+        Some("## Write latency and the size of the keyspace"),
+    )
 }
