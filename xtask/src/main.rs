@@ -29,12 +29,12 @@ const TASKS: &[(&str, &str)] = &[
         "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput; rewrites docs/benchmarks.md",
     ),
     (
-        "bench-writes",
-        "[--baseline PATH] profile-write and price-upload latency with 10k, 100k and 1M other keys in Redis; rewrites its part of docs/benchmarks.md",
+        "bench-streams",
+        "event latency across two instances over 1,000 writes, memory per idle stream at 2,000, hit throughput beside them; rewrites its part of docs/benchmarks.md",
     ),
     (
-        "bench-streams",
-        "event latency across two instances over 1,000 writes, memory per idle stream at 2,000; rewrites its part of docs/benchmarks.md",
+        "bench-writes",
+        "[--baseline PATH] profile-write and price-upload latency with 10k, 100k and 1M other keys in Redis; rewrites its part of docs/benchmarks.md",
     ),
     (
         "soak",

@@ -6,7 +6,9 @@
 //!   the upload's `quote` event reaching the stream's client (negative when the event came
 //!   first: A publishes before it answers);
 //! - resident memory per idle stream: B's `VmRSS` before and after opening 2,000 streams of one
-//!   ticker each (every one past its first event), divided by 2,000.
+//!   ticker each (every one past its first event), divided by 2,000;
+//! - B's hit throughput (wrk, 64 connections, 5 s, `GET /api/stocks/AAPL`) without and with
+//!   those 2,000 idle streams open.
 //!
 //! The uploads put back AAPL's latest bar as the database holds it, so the data never change.
 
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request,
-    rewrite_benchmarks, start_server,
+    rewrite_benchmarks, start_server, wrk,
 };
 use crate::write_bench::{bar_body, PrivateRedis};
 
@@ -29,6 +31,8 @@ const A: &str = "127.0.0.1:18210";
 const B: &str = "127.0.0.1:18211";
 const WRITES: usize = 1_000;
 const IDLE_STREAMS: usize = 2_000;
+/// The read whose hit throughput the idle streams must leave alone.
+const HIT_PATH: &str = "/api/stocks/AAPL";
 /// The longest an event may take before the bench gives up on it.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,6 +59,7 @@ pub fn bench_streams(args: &[String]) -> Result<(), String> {
     let worst = latencies.last().copied().unwrap_or_default();
     println!("event latency A → B over {WRITES} writes: p50 {p50:.2} ms, p99 {p99:.2} ms, max {worst:.2} ms");
 
+    let (alone, _, _) = wrk(B, HIT_PATH, 64)?;
     let before = memory_kib(&b, "VmRSS").ok_or("no VmRSS for B")?;
     let streams = (0..IDLE_STREAMS)
         .map(|_| open_stream(B, "AAPL"))
@@ -74,8 +79,15 @@ pub fn bench_streams(args: &[String]) -> Result<(), String> {
     println!(
         "resident memory of B: {before} KiB, {after} KiB with {IDLE_STREAMS} idle streams: {per_stream:.0} bytes each"
     );
+    let (beside_streams, _, _) = wrk(B, HIT_PATH, 64)?;
+    println!("hit throughput of B: {alone:.0} req/s alone, {beside_streams:.0} req/s beside {IDLE_STREAMS} idle streams");
     drop(streams);
-    write_report(p50, p99, worst, before, after, per_stream)
+    write_report(
+        [p50, p99, worst],
+        [before, after],
+        per_stream,
+        [alone, beside_streams],
+    )
 }
 
 /// Milliseconds from each upload's answer on A to its event on B, sorted.
@@ -175,13 +187,12 @@ fn open_streams(addr: &str) -> Result<usize, String> {
 }
 
 fn write_report(
-    p50: f64,
-    p99: f64,
-    worst: f64,
-    before: u64,
-    after: u64,
+    [p50, p99, worst]: [f64; 3],
+    [before, after]: [u64; 2],
     per_stream: f64,
+    [alone, beside_streams]: [f64; 2],
 ) -> Result<(), String> {
+    let share = beside_streams / alone * 100.0;
     let (start_marker, end_marker) = ("<!-- bench:streams:start -->", "<!-- bench:streams:end -->");
     let section = format!(
         "{start_marker}\nMeasured {} on {} with `cargo xtask bench-streams`: two release servers, A and B, over one \
@@ -192,7 +203,8 @@ and `CACHE_BACKEND=redis`.\n\n\
 | the same, p99 | {p99:.2} ms |\n\
 | the same, worst | {worst:.2} ms |\n\
 | resident memory of B before / with {IDLE_STREAMS} idle streams | {before} KiB / {after} KiB |\n\
-| resident memory per idle stream | {per_stream:.0} bytes |\n\n\
+| resident memory per idle stream | {per_stream:.0} bytes |\n\
+| hit throughput of B, `{HIT_PATH}`, wrk 64 connections 5 s: alone / beside the idle streams | {alone:.0} / {beside_streams:.0} req/s ({share:.0} %) |\n\n\
 The uploads run one after another on one keep-alive connection to A, each putting back AAPL's latest bar; a \
 negative latency is an event that reached B's client before A's answer reached the writer (A publishes before it \
 answers). The idle streams are 2,000 connections to B, each watching AAPL and past its first event.\n{end_marker}",

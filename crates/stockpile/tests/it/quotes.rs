@@ -86,7 +86,11 @@ async fn a_watchlist_is_one_request_and_writes_refresh_only_their_ticker() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let with_zzzz = app.get(&path).await;
-    assert_eq!(with_zzzz.headers()["x-cache"], "HIT", "reloaded by the write");
+    assert_eq!(
+        with_zzzz.headers()["x-cache"],
+        "HIT",
+        "reloaded by the write"
+    );
     let with_zzzz: serde_json::Value = with_zzzz.json().await.unwrap();
     assert_eq!(
         tickers_of(&with_zzzz),
