@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::Stream;
@@ -51,11 +51,18 @@ pub async fn quote_stream(
 ) -> Result<HttpResponse, ApiError> {
     let tickers = quote_tickers(req.query_string())?;
     let stream = state.service.open_quote_stream(tickers).await?;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header((header::CONTENT_TYPE, EVENT_STREAM))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::HeaderName::from_static("x-accel-buffering"), "no"))
-        .streaming(events(stream, state.stream_heartbeat)))
+        .insert_header((header::HeaderName::from_static("x-accel-buffering"), "no"));
+    if req.method() == Method::HEAD {
+        // The same status and headers, and no stream: actix never polls the body of an answer
+        // to HEAD, so a stream there would never notice its client leave, and never end.
+        drop(stream);
+        return Ok(response.streaming(futures::stream::empty::<Result<Bytes, Infallible>>()));
+    }
+    Ok(response.streaming(events(stream, state.stream_heartbeat)))
 }
 
 /// What the body still has to write, and where it takes the rest from.

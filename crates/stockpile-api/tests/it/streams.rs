@@ -235,6 +235,33 @@ async fn writes_reach_the_stream_as_quote_and_removed_events_with_increasing_ids
 }
 
 #[actix_web::test]
+async fn head_answers_the_headers_of_a_stream_and_leaves_none_open() {
+    let stocks = stocks(&["AAPL"]);
+    let service = service_of(&stocks, 10);
+    let app = app_over(&service, DEFAULT_STREAM_HEARTBEAT).await;
+    let head = send_to(
+        &app,
+        TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri(&format!("{STREAM}?tickers=AAPL")),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), "text/event-stream");
+    assert_eq!(head.header("cache-control"), "no-cache");
+    assert!(head.body.is_empty());
+    assert_eq!(service.stream_counters().open, 0);
+    let bad = send_to(
+        &app,
+        TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri(&format!("{STREAM}?tickers=")),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[actix_web::test]
 async fn a_quiet_stream_gets_keep_alive_comments() {
     let stocks = stocks(&[]);
     let service = service_of(&stocks, 10);
