@@ -5,8 +5,8 @@
 //! `<origin> removed <TICKER>`; the origin names the sending instance, which skips its own
 //! messages (it delivered the change to its streams itself).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,6 +27,11 @@ const RESUBSCRIBE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How many received changes wait for this process's streams before the subscriber stops
 /// reading Redis (which buffers them in turn).
 const RECEIVED_BACKLOG: usize = 1024;
+
+/// How long publishing is skipped after a `PUBLISH` failed: a slow or unreachable Redis then
+/// costs one write a command timeout, not every write (the cache itself stops asking Redis at
+/// its first failure, until its probe finds it back).
+const PUBLISH_PAUSE: Duration = Duration::from_secs(1);
 
 /// A [`QuoteChange`] and the instance that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +88,8 @@ pub struct RedisQuoteEvents {
     redis: Arc<RedisCache>,
     /// Tells this instance's messages from the others'.
     origin: Arc<str>,
+    /// Until when publishing is skipped after a failure; see [`PUBLISH_PAUSE`].
+    paused_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl RedisQuoteEvents {
@@ -94,18 +101,32 @@ impl RedisQuoteEvents {
         Self {
             redis: Arc::new(RedisCache::new(settings)),
             origin: instance_token().into(),
+            paused_until: Arc::default(),
         }
     }
 }
 
 #[async_trait]
 impl QuoteEvents for RedisQuoteEvents {
+    /// Skipped, as unavailable, for [`PUBLISH_PAUSE`] after a failure.
     async fn publish(&self, change: &QuoteChange) -> Result<(), CacheError> {
+        let paused = || {
+            self.paused_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if paused().is_some_and(|until| Instant::now() < until) {
+            return Err(CacheError::Unavailable(
+                "a PUBLISH failed a moment ago; changes stay on this instance for now".into(),
+            ));
+        }
         let message = QuoteMessage {
             origin: self.origin.to_string(),
             change: change.clone(),
         };
-        self.redis.publish_quote(&message.encode()).await
+        let published = self.redis.publish_quote(&message.encode()).await;
+        *paused() = published.is_err().then(|| Instant::now() + PUBLISH_PAUSE);
+        published
     }
 
     /// A task of its own subscribes (again, with a backoff from 50 ms to 2 s, whenever the

@@ -12,7 +12,7 @@ use stockpile_application::ports::{QuoteChange, QuoteEvents};
 use stockpile_domain::Ticker;
 use stockpile_infrastructure::RedisQuoteEvents;
 
-use super::support::{connect, settings, RedisServer};
+use super::support::{connect, settings, FaultProxy, RedisServer};
 
 const PREFIX: &str = "stockpile-test:";
 
@@ -101,5 +101,27 @@ async fn a_change_reaches_the_other_instances_not_its_own_and_survives_a_killed_
             subscribers(&url).await == 0
         })
         .await
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_costs_one_write_a_timeout_not_every_write() {
+    let hole = FaultProxy::black_hole().await;
+    let events = RedisQuoteEvents::new(&settings(&hole.url(), PREFIX));
+    let started = std::time::Instant::now();
+    assert!(events.publish(&change("1")).await.is_err());
+    let first = started.elapsed();
+    assert!(
+        first < Duration::from_secs(1),
+        "bounded by the timeouts: {first:?}"
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert!(events.publish(&change("1")).await.is_err());
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(20),
+        "later writes do not wait: {:?}",
+        started.elapsed()
     );
 }
