@@ -15,14 +15,12 @@
 
 use std::io::BufReader;
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request, start_server,
-    today, Server,
+    self, connect, ensure_on_redis, machine, memory_kib, percentile, prepare, request,
+    start_server, today, Server,
 };
-use crate::run;
 
 const ADDR: &str = "127.0.0.1:18080";
 const REQUESTS: usize = 200;
@@ -315,39 +313,9 @@ fn peak_resident_mib(server: &Server) -> String {
     )
 }
 
-fn ensure_wrk() -> Result<(), String> {
-    if Command::new("wrk").arg("--version").output().is_ok() {
-        return Ok(());
-    }
-    run(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))
-}
-
-/// Requests per second, p50 and p99 (as wrk prints them) of 5 s at 64 connections.
+/// [`harness::wrk`] against the bench's server.
 fn wrk(path: &str, connections: u32) -> Result<(f64, String, String), String> {
-    ensure_wrk()?;
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            "-d5s",
-            "--latency",
-            &format!("http://{ADDR}{path}"),
-        ])
-        .output()
-        .map_err(|e| format!("wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if text.contains("Non-2xx") {
-        return Err(format!("{path}: wrk saw non-2xx answers:\n{text}"));
-    }
-    let field = |label: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?")
-            .to_owned()
-    };
-    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
-    Ok((rps, field("50%"), field("99%")))
+    harness::wrk(ADDR, path, connections)
 }
 
 /// A read's name, its 64-connection (req/s, p50, p99) and its p99 at 4 connections.

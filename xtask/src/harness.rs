@@ -217,3 +217,43 @@ pub(crate) fn today() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
 }
+
+fn ensure_wrk() -> Result<(), String> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))
+}
+
+/// Requests per second, p50 and p99 (as wrk prints them) of 5 s at `connections`
+/// connections to `addr`.
+pub(crate) fn wrk(
+    addr: &str,
+    path: &str,
+    connections: u32,
+) -> Result<(f64, String, String), String> {
+    ensure_wrk()?;
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            "-d5s",
+            "--latency",
+            &format!("http://{addr}{path}"),
+        ])
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        return Err(format!("{path}: wrk saw non-2xx answers:\n{text}"));
+    }
+    let field = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
+    Ok((rps, field("50%"), field("99%")))
+}

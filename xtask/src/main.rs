@@ -5,6 +5,7 @@ mod coverage;
 mod fuzz;
 mod harness;
 mod soak;
+mod stream_bench;
 mod write_bench;
 
 use std::net::{SocketAddr, TcpStream};
@@ -27,6 +28,10 @@ const TASKS: &[(&str, &str)] = &[
     (
         "bench",
         "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput; rewrites docs/benchmarks.md",
+    ),
+    (
+        "bench-streams",
+        "event latency across two instances over 1,000 writes, memory per idle stream at 2,000, hit throughput beside them; rewrites its part of docs/benchmarks.md",
     ),
     (
         "bench-writes",
@@ -71,6 +76,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("bench-writes") => {
             write_bench::bench_writes(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
+        Some("bench-streams") => {
+            stream_bench::bench_streams(&std::env::args().skip(2).collect::<Vec<_>>())
         }
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("coverage") => coverage::coverage(),

@@ -26,7 +26,7 @@ const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
 const WRITES: usize = 30;
 
 /// A private Redis, stopped when dropped.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     process: Child,
     port: u16,
 }
@@ -47,7 +47,7 @@ fn spare_port() -> Result<u16, String> {
 }
 
 impl PrivateRedis {
-    fn start() -> Result<Self, String> {
+    pub(crate) fn start() -> Result<Self, String> {
         let port = spare_port()?;
         let process = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -66,7 +66,7 @@ impl PrivateRedis {
         Ok(redis)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -198,7 +198,7 @@ fn profile_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
 }
 
 /// The body of an upload of AAPL's latest bar as it is.
-fn bar_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
+pub(crate) fn bar_body(stream: &mut BufReader<TcpStream>) -> Result<String, String> {
     let history = get_json(stream, "/api/stocks/AAPL/history")?;
     let latest = history["bars"]
         .as_array()

@@ -10,6 +10,7 @@ use stockpile_application::cache_aside::BreakerState;
 use stockpile_application::cache_keys::KeyFamily;
 use stockpile_application::metrics::{CacheEvent, CacheMetrics};
 use stockpile_application::ports::CacheFaults;
+use stockpile_application::StreamCounters;
 
 /// Upper bounds of the latency histogram, in seconds: from a cache hit to a slow cold query.
 const BUCKETS: [f64; 12] = [
@@ -68,18 +69,20 @@ impl HttpMetrics {
     }
 
     /// The whole `/metrics` page: HTTP traffic, cache counters by family, the serving
-    /// backend and Redis's faults, and the database breaker.
+    /// backend and Redis's faults, the database breaker, and the live-quote streams.
     pub fn render(
         &self,
         cache: &CacheMetrics,
         (backend, faults): (&str, CacheFaults),
         breaker: (BreakerState, u64),
+        streams: StreamCounters,
     ) -> String {
         let mut out = String::with_capacity(4096);
         self.render_http(&mut out);
         render_cache(&mut out, cache, backend);
         render_faults(&mut out, faults);
         render_breaker(&mut out, breaker);
+        render_streams(&mut out, streams);
         out
     }
 
@@ -135,6 +138,23 @@ impl HttpMetrics {
             );
         }
     }
+}
+
+fn render_streams(out: &mut String, streams: StreamCounters) {
+    header(
+        out,
+        "stockpile_stream_clients",
+        "gauge",
+        "Live-quote streams open now.",
+    );
+    let _ = writeln!(out, "stockpile_stream_clients {}", streams.open);
+    header(
+        out,
+        "stockpile_stream_events_total",
+        "counter",
+        "Events handed to live-quote streams (one per stream an event went to).",
+    );
+    let _ = writeln!(out, "stockpile_stream_events_total {}", streams.events_sent);
 }
 
 fn render_breaker(out: &mut String, (state, times_opened): (BreakerState, u64)) {
@@ -262,10 +282,20 @@ mod tests {
             failed_commands: 7,
             fallbacks: 1,
         };
+        let streams = StreamCounters {
+            open: 3,
+            events_sent: 41,
+        };
         let page = metrics.render(
             &CacheMetrics::default(),
             ("memory", faults),
             (BreakerState::Open, 2),
+            streams,
+        );
+        assert!(page.contains("stockpile_stream_clients 3\n"), "{page}");
+        assert!(
+            page.contains("stockpile_stream_events_total 41\n"),
+            "{page}"
         );
         assert!(
             page.contains("stockpile_database_circuit_open 1\n"),

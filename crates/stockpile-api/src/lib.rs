@@ -49,17 +49,24 @@ pub use openapi::{openapi, OPENAPI_PATH};
 pub use problem::{Problem, PROBLEM_JSON};
 
 use handlers::documentation::{self, Documentation};
-use handlers::{cache_admin, operations, reads, writes};
+use handlers::{cache_admin, operations, reads, streams, writes};
 
-/// What the handlers need: the use cases, when admin endpoints are on their token, and the
-/// limits on what clients may send.
+/// What the handlers need: the use cases, when admin endpoints are on their token, the
+/// limits on what clients may send, and how often a quiet live-quote stream says it is alive.
 #[derive(Clone)]
 pub struct ApiState {
     pub service: Arc<dyn StockService>,
     /// `None` switches the admin endpoints off: they answer 403.
     pub admin_token: Option<AdminToken>,
     pub limits: ClientLimits,
+    /// After this long without an event a stream gets a keep-alive comment
+    /// (`STREAM_HEARTBEAT_S`).
+    pub stream_heartbeat: Duration,
 }
+
+/// The default of [`ApiState::stream_heartbeat`]: well inside the idle timeouts of proxies
+/// (nginx's 60 s read timeout).
+pub const DEFAULT_STREAM_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// How long and how much a client may take, so that slow or greedy clients cannot keep the
 /// server from the others.
@@ -96,6 +103,7 @@ impl fmt::Debug for ApiState {
         f.debug_struct("ApiState")
             .field("admin_token", &self.admin_token)
             .field("limits", &self.limits)
+            .field("stream_heartbeat", &self.stream_heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +194,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_only("/api/stocks", web::to(reads::list_stocks)))
         .service(get_only("/api/quotes", web::to(reads::quotes)))
         .service(get_only(
+            "/api/stream/quotes",
+            web::to(streams::quote_stream),
+        ))
+        .service(get_only(
             "/api/stocks/",
             web::to(reads::list_stocks_trailing_slash),
         ))
@@ -259,11 +271,19 @@ pub fn app(
 
 /// Starts the HTTP server on `listener` (port 0 works). The returned [`Server`] runs when
 /// awaited; it stops gracefully on SIGINT/SIGTERM, finishing the requests in flight for up
-/// to 30 seconds.
+/// to 30 seconds, and ending the live-quote streams at once so that they do not hold it.
 ///
 /// # Errors
 /// When the listener cannot be taken over by the server.
+///
+/// # Panics
+/// Outside a Tokio runtime.
 pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
+    let service = Arc::clone(&state.service);
+    tokio::spawn(async move {
+        stopping().await;
+        service.end_quote_streams();
+    });
     let http_metrics = Arc::new(HttpMetrics::default());
     let limits = state.limits;
     let server = HttpServer::new(move || app(state.clone(), Arc::clone(&http_metrics)))
@@ -275,4 +295,28 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
         .listen(listener)?
         .run();
     Ok(server)
+}
+
+/// Resolves when the process is asked to stop (SIGINT, or SIGTERM on Unix), as actix's own
+/// graceful shutdown is.
+async fn stopping() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use stockpile_application::views::{
-    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, StockDetail, StockList,
-    StockSummary, TopMovers,
+    HistoryBar, Leaderboard, LeaderboardEntry, PriceHistory, QuoteBatch, RemovedTicker,
+    StockDetail, StockList, StockSummary, TopMovers,
 };
 use stockpile_application::{FieldError, MAX_QUOTE_TICKERS, NO_STOCK_HAS_THE_TICKER};
 use stockpile_domain::{
@@ -34,7 +34,7 @@ use crate::body::{
 use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::{Liveness, ReadinessView};
 use crate::handlers::writes::UpsertedBars;
-use crate::handlers::{cache_admin, operations, reads, writes};
+use crate::handlers::{cache_admin, operations, reads, streams, writes};
 use crate::params::DEFAULT_LIMIT;
 use crate::problem::{Problem, PROBLEM_JSON};
 
@@ -67,6 +67,7 @@ impl Modify for AdminSecurity {
         reads::top_movers,
         reads::leaderboard,
         reads::quotes,
+        streams::quote_stream,
         writes::put_stock,
         writes::upload_prices,
         writes::delete_stock,
@@ -90,6 +91,7 @@ impl Modify for AdminSecurity {
         LeaderboardEntry,
         Leaderboard,
         QuoteBatch,
+        RemovedTicker,
         StockProfileBody,
         PriceUploadBody,
         PriceBarBody,

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// How long a client should wait before retrying when the database is unavailable.
+/// How long a client should wait before retrying when the database is unavailable or the
+/// instance serves as many streams as it may.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// An RFC 9457 problem document.
@@ -91,6 +92,9 @@ pub enum ApiError {
     /// The cache could not be reached for an administrative operation.
     #[error("the cache is unavailable")]
     CacheUnavailable,
+    /// This instance serves as much as it may (live-quote streams), or is shutting down.
+    #[error("{0}")]
+    Overloaded(String),
     /// A bug or broken invariant. The cause is logged when the response is built, never sent.
     #[error("an internal error occurred")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -124,6 +128,7 @@ impl From<AppError> for ApiError {
                 tracing::warn!(error.cause = %cause, "the cache is unavailable");
                 Self::CacheUnavailable
             }
+            AppError::Overloaded(why) => Self::Overloaded(why),
             AppError::Internal(cause) => Self::Internal(cause),
         }
     }
@@ -139,7 +144,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable | Self::CacheUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::CacheUnavailable | Self::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,7 +162,7 @@ impl ResponseError for ApiError {
                 builder
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            Self::Unavailable => {
+            Self::Unavailable | Self::Overloaded(_) => {
                 builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
             }
             _ => {}

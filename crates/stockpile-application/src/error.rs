@@ -32,6 +32,10 @@ pub enum AppError {
     /// The cache could not be reached for an administrative operation.
     #[error("the cache is unavailable: {0}")]
     CacheUnavailable(String),
+    /// This instance serves as much of something as it may (live-quote streams), or is
+    /// shutting down; retrying later, perhaps on another instance, may succeed.
+    #[error("{0}")]
+    Overloaded(String),
     /// Anything else: a bug or a broken invariant, logged in full and answered as 500.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -72,6 +72,14 @@ pub struct QuoteBatch {
     pub missing: Vec<String>,
 }
 
+/// The data of a live-quote stream's `removed` event: no stock has the ticker any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RemovedTicker {
+    #[cfg_attr(feature = "openapi", schema(example = "AAPL"))]
+    pub ticker: String,
+}
+
 /// One bar of a price history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

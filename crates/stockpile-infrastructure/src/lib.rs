@@ -5,6 +5,8 @@
 //! - The cache adapters implement `Cache`: Redis ([`RedisCache`]), this process's memory
 //!   ([`MemoryCache`]), Redis with memory standing in while it is away ([`FallbackCache`]),
 //!   and none at all ([`NullCache`]); [`build_cache`] picks one from [`CacheSettings`].
+//! - [`RedisQuoteEvents`] implements `QuoteEvents`: quote changes between instances over
+//!   Redis pub/sub.
 //! - [`redaction`] hides the passwords of connection URLs wherever they could be shown.
 //!
 //! Invariants: driver errors are translated into the ports' errors here and never leak out;
@@ -14,7 +16,7 @@
 pub mod cache;
 pub use cache::{
     build_cache, CacheBackendKind, CacheSettings, FallbackCache, MemoryCache, NullCache,
-    RedisAddresses, RedisCache, RedisServers, RedisSettings,
+    RedisAddresses, RedisCache, RedisQuoteEvents, RedisServers, RedisSettings,
 };
 
 pub mod redaction;

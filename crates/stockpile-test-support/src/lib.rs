@@ -1,6 +1,6 @@
 //! What Stockpile's tests share: servers they own on spare loopback ports, TCP proxies that
 //! stage network faults, an in-memory fake cache, and the rule for a test that cannot find what
-//! it needs (skip loudly, or fail under `CI=true`).
+//! it needs (skip loudly, or fail under `CI=true`), and a reader of Server-Sent Events.
 //!
 //! Only ever a dev-dependency (`cargo xtask layers` checks it): nothing here ships.
 
@@ -11,6 +11,7 @@ mod fault_proxy;
 mod process;
 mod redis_server;
 mod sentinel;
+mod sse;
 mod tls;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ pub use fault_proxy::FaultProxy;
 pub use process::redis_cli;
 pub use redis_server::{ping, RedisServer};
 pub use sentinel::{RedisSentinel, SENTINEL_MASTER};
+pub use sse::{parse_sse_event, take_sse_block, SseEvent};
 pub use tls::{Certificates, TlsRedisServer};
 
 /// Whether the tests run under `CI=true`, where everything they need must be there.

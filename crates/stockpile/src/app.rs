@@ -9,7 +9,8 @@ use stockpile_application::ports::{RepositoryError, StockRepository};
 use stockpile_application::{AppError, ServiceSettings, StockService, Stockpile};
 use stockpile_domain::{PriceBar, Ticker};
 use stockpile_infrastructure::{
-    build_cache, CacheBackendKind, CacheSettings, RedisCache, RedisSettings, SeaOrmStockRepository,
+    build_cache, CacheBackendKind, CacheSettings, RedisCache, RedisQuoteEvents, RedisSettings,
+    SeaOrmStockRepository,
 };
 
 use crate::seed::{seed, SeedOptions};
@@ -141,22 +142,29 @@ pub async fn wire(settings: &Settings) -> Result<Services, StartupError> {
     let repository =
         Arc::new(SeaOrmStockRepository::connect(database.url.expose(), database.options()).await?);
     repository.migrate().await?;
-    let cache = build_cache(
-        &settle_embedded_default(
-            cache_settings(&settings.cache, &settings.redis)?,
-            settings.redis.is_named(),
-        )
-        .await,
+    let cache_settings = settle_embedded_default(
+        cache_settings(&settings.cache, &settings.redis)?,
+        settings.redis.is_named(),
     )
     .await;
-    let service: Arc<dyn StockService> = Arc::new(Stockpile::new(
+    let cache = build_cache(&cache_settings).await;
+    let service = Stockpile::new(
         repository.clone() as Arc<dyn StockRepository>,
         cache,
         Arc::new(CacheMetrics::default()),
         ServiceSettings {
             cache_policy: settings.cache.policy(),
+            max_streams: settings.stream.max_clients,
         },
-    ));
+    );
+    // Quote changes travel between instances over the Redis they share; an instance that
+    // never uses Redis is alone.
+    let service: Arc<dyn StockService> = match cache_settings.backend {
+        CacheBackendKind::Auto | CacheBackendKind::Redis => Arc::new(
+            service.with_quote_events(Arc::new(RedisQuoteEvents::new(&cache_settings.redis))),
+        ),
+        CacheBackendKind::Memory | CacheBackendKind::None => Arc::new(service),
+    };
     Ok(Services {
         repository,
         service,
@@ -205,6 +213,7 @@ impl Application {
                 keep_alive: http.keep_alive(),
                 ..ClientLimits::default()
             },
+            stream_heartbeat: settings.stream.heartbeat(),
         };
         let server = stockpile_api::serve(listener, state).map_err(bind_error)?;
         tracing::info!(

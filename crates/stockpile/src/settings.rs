@@ -3,7 +3,7 @@
 //! `STOCKPILE_CONFIG`), then environment variables, each overriding the one before.
 //!
 //! [`Settings`] is a tree of sections, one per adapter (`http`, `database`, `cache`, `redis`,
-//! `admin`, `log`), and the composition root hands each adapter its own. The file and the
+//! `stream`, `admin`, `log`), and the composition root hands each adapter its own. The file and the
 //! environment stay flat, one key per variable; [`FlatSettings`] moves each key into its
 //! section, and the variables it knows are the tree's own fields ([`Settings::variables`]).
 
@@ -15,8 +15,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
-use stockpile_api::ClientLimits;
+use stockpile_api::{ClientLimits, DEFAULT_STREAM_HEARTBEAT};
 use stockpile_application::cache_aside::CachePolicy;
+use stockpile_application::ServiceSettings;
 pub use stockpile_infrastructure::CacheBackendKind;
 use stockpile_infrastructure::{DatabaseOptions, RedisAddresses, RedisServers};
 
@@ -131,6 +132,7 @@ pub struct Settings {
     pub database: DatabaseSection,
     pub cache: CacheSection,
     pub redis: RedisSection,
+    pub stream: StreamSection,
     pub admin: AdminSection,
     pub log: LogSection,
 }
@@ -444,6 +446,48 @@ impl Default for RedisSection {
     }
 }
 
+/// The live-quote streams' section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    /// Open streams per instance; past it a new one is refused with 503.
+    #[serde(rename = "stream_max_clients")]
+    pub max_clients: usize,
+    /// Seconds without an event after which a stream gets a keep-alive comment.
+    #[serde(rename = "stream_heartbeat_s")]
+    pub heartbeat_s: u64,
+}
+
+impl StreamSection {
+    /// The longest `STREAM_HEARTBEAT_S` accepted: proxies cut streams idle for about a minute,
+    /// so a longer heartbeat would not keep them open.
+    pub const MAX_HEARTBEAT_S: u64 = 3600;
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_s)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if !(1..=Self::MAX_HEARTBEAT_S).contains(&self.heartbeat_s) {
+            return Err(SettingsError::Invalid(format!(
+                "STREAM_HEARTBEAT_S must be 1 to {} seconds, not {}",
+                Self::MAX_HEARTBEAT_S,
+                self.heartbeat_s
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        Self {
+            max_clients: ServiceSettings::default().max_streams,
+            heartbeat_s: DEFAULT_STREAM_HEARTBEAT.as_secs(),
+        }
+    }
+}
+
 /// The admin endpoints' section.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -578,6 +622,7 @@ impl Settings {
         self.http.check()?;
         self.cache.check()?;
         self.redis.check()?;
+        self.stream.check()?;
         self.admin.check()
     }
 }

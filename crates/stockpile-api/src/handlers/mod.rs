@@ -4,4 +4,5 @@ pub mod cache_admin;
 pub(crate) mod documentation;
 pub mod operations;
 pub mod reads;
+pub mod streams;
 pub mod writes;

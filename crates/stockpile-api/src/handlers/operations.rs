@@ -140,6 +140,7 @@ pub async fn metrics(state: web::Data<ApiState>, http: web::Data<HttpMetrics>) -
         &state.service.cache_metrics(),
         (backend, faults),
         state.service.database_breaker(),
+        state.service.stream_counters(),
     );
     HttpResponse::Ok()
         .insert_header((

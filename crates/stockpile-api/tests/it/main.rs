@@ -14,5 +14,6 @@ mod operations;
 mod quotes;
 mod reads;
 mod server;
+mod streams;
 mod support;
 mod writes;

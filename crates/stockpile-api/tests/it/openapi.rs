@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::support::{bearer, lists, send, service, Admin};
 
 /// Every path of API.md.
-const CONTRACT_PATHS: [&str; 17] = [
+const CONTRACT_PATHS: [&str; 18] = [
     "/api/stocks",
     "/api/stocks/",
     "/api/stocks/{ticker}",
@@ -18,6 +18,7 @@ const CONTRACT_PATHS: [&str; 17] = [
     "/api/stocks/top",
     "/api/stocks/leaderboard/top",
     "/api/quotes",
+    "/api/stream/quotes",
     "/api/cache/status",
     "/api/cache/invalidate",
     "/api/cache/key/{key}",
@@ -45,6 +46,28 @@ async fn the_document_lists_exactly_the_contract_paths() {
     let expected: BTreeSet<_> = CONTRACT_PATHS.iter().map(|p| p.to_string()).collect();
     assert_eq!(served, expected);
     assert_eq!(doc, serde_json::to_value(stockpile_api::openapi()).unwrap());
+}
+
+#[actix_web::test]
+async fn the_document_describes_the_live_quote_stream_as_server_sent_events() {
+    let doc = serde_json::to_value(stockpile_api::openapi()).unwrap();
+    let operation = &doc["paths"]["/api/stream/quotes"]["get"];
+    let responses = &operation["responses"];
+    assert!(
+        responses["200"]["content"]["text/event-stream"].is_object(),
+        "{operation}"
+    );
+    for status in ["400", "503"] {
+        assert!(
+            responses[status]["content"]["application/problem+json"].is_object(),
+            "{status}: {operation}"
+        );
+    }
+    let parameters = operation["parameters"].as_array().unwrap();
+    assert!(parameters
+        .iter()
+        .any(|p| p["name"] == "tickers" && p["in"] == "query" && p["required"] == true));
+    assert!(doc["components"]["schemas"]["RemovedTicker"].is_object());
 }
 
 #[actix_web::test]

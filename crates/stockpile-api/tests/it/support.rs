@@ -16,7 +16,9 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use stockpile_api::{app, AdminToken, ApiState, ClientLimits, HttpMetrics};
+use stockpile_api::{
+    app, AdminToken, ApiState, ClientLimits, HttpMetrics, DEFAULT_STREAM_HEARTBEAT,
+};
 use stockpile_application::cache_aside::CachePolicy;
 use stockpile_application::metrics::CacheMetrics;
 use stockpile_application::ports::{
@@ -57,7 +59,10 @@ pub fn service_with(
         Arc::new(repository),
         cache,
         metrics,
-        ServiceSettings { cache_policy },
+        ServiceSettings {
+            cache_policy,
+            ..ServiceSettings::default()
+        },
     )
 }
 
@@ -95,6 +100,7 @@ pub fn state(service: impl StockService + 'static, admin: Admin) -> ApiState {
             Admin::Off => None,
         },
         limits: ClientLimits::default(),
+        stream_heartbeat: DEFAULT_STREAM_HEARTBEAT,
     }
 }
 

@@ -189,16 +189,38 @@ impl StockReads for Stockpile {
     }
 
     async fn quotes(&self, tickers: Vec<Ticker>) -> Result<CachedResponse, AppError> {
-        if tickers.is_empty() || tickers.len() > MAX_QUOTE_TICKERS {
-            return Err(AppError::invalid(
-                "tickers",
-                format!(
-                    "name 1 to {MAX_QUOTE_TICKERS} tickers, not {}",
-                    tickers.len()
-                ),
-            ));
-        }
+        check_quote_tickers(&tickers)?;
         let names: Vec<String> = tickers.iter().map(ToString::to_string).collect();
+        self.read_quotes(tickers, |bodies| assemble_quotes(&names, bodies))
+            .await
+    }
+}
+
+/// Refuses a batch of quotes of no ticker or more than [`MAX_QUOTE_TICKERS`].
+pub(crate) fn check_quote_tickers(tickers: &[Ticker]) -> Result<(), AppError> {
+    if tickers.is_empty() || tickers.len() > MAX_QUOTE_TICKERS {
+        return Err(AppError::invalid(
+            "tickers",
+            format!(
+                "name 1 to {MAX_QUOTE_TICKERS} tickers, not {}",
+                tickers.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Stockpile {
+    /// The quote entries of `tickers` (one cache round trip, one load for those that
+    /// missed), joined by `assemble`.
+    async fn read_quotes<A>(
+        &self,
+        tickers: Vec<Ticker>,
+        assemble: A,
+    ) -> Result<CachedResponse, AppError>
+    where
+        A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
+    {
         let requests = tickers.into_iter().map(|t| (quote_key(&t), t)).collect();
         let repository = Arc::clone(&self.repository);
         self.cache_aside
@@ -212,9 +234,28 @@ impl StockReads for Stockpile {
                     }
                     .boxed()
                 },
-                |bodies| assemble_quotes(&names, bodies),
+                assemble,
             )
             .await
+    }
+
+    /// Each ticker's `StockSummary` body as its quote entry holds it, in order; `None` for a
+    /// ticker no stock has.
+    pub(crate) async fn quote_summaries(
+        &self,
+        tickers: Vec<Ticker>,
+    ) -> Result<Vec<Option<Bytes>>, AppError> {
+        let mut summaries = Vec::new();
+        self.read_quotes(tickers, |bodies| {
+            summaries = bodies
+                .iter()
+                .map(|body| (body.as_ref() != NO_STOCK).then(|| body.clone()))
+                .collect();
+            // The joined body is not wanted: each entry is.
+            Ok(Bytes::new())
+        })
+        .await?;
+        Ok(summaries)
     }
 }
 

@@ -11,14 +11,15 @@ use stockpile_domain::{
 };
 
 use crate::cache_aside::CacheOutcome;
+use crate::live_quotes::LiveEventKind;
 use crate::metrics::CacheMetrics;
 use crate::ports::{
-    CacheError, DetailRecord, MockCache, MockStockRepository, RepositoryError, StockPage,
-    StockRecord, UpsertOutcome,
+    CacheError, DetailRecord, MockCache, MockQuoteEvents, MockStockRepository, QuoteChange,
+    RepositoryError, StockPage, StockRecord, UpsertOutcome,
 };
 use crate::{
-    AppError, CacheAdministration, HistoryRequest, ServiceSettings, StockReads, StockWrites,
-    Stockpile,
+    AppError, CacheAdministration, HistoryRequest, QuoteStreams, ServiceSettings, StockReads,
+    StockWrites, Stockpile,
 };
 
 fn aapl() -> Ticker {
@@ -371,9 +372,13 @@ async fn deleting_an_unknown_stock_invalidates_nothing() {
 async fn a_committed_write_succeeds_even_when_the_cache_is_unreachable() {
     let mut repository = MockStockRepository::new();
     repository.expect_delete_stock().returning(|_| Ok(()));
+    repository.expect_summaries().returning(|_| Ok(vec![]));
     let mut cache = MockCache::new();
     cache
         .expect_delete_many()
+        .returning(|_| Err(CacheError::Unavailable("timeout".into())));
+    cache
+        .expect_get_many()
         .returning(|_| Err(CacheError::Unavailable("timeout".into())));
     assert!(service(repository, cache)
         .delete_stock(aapl())
@@ -526,5 +531,181 @@ async fn a_quote_batch_fails_when_the_database_does_and_nothing_stale_stands_in(
     assert!(matches!(
         service.quotes(vec![ticker("AAPL")]).await,
         Err(AppError::Unavailable(_))
+    ));
+}
+
+/// Quote events that record what is published and deliver `incoming` as the other instances'.
+fn quote_events(
+    published: Arc<Mutex<Vec<QuoteChange>>>,
+    incoming: Vec<QuoteChange>,
+) -> Arc<MockQuoteEvents> {
+    let mut events = MockQuoteEvents::new();
+    events.expect_publish().returning(move |change| {
+        published.lock().unwrap().push(change.clone());
+        Ok(())
+    });
+    let mut incoming = Some(incoming);
+    events.expect_subscribe().times(1).returning(move || {
+        use futures::StreamExt;
+        let changes = incoming.take().unwrap_or_default();
+        futures::stream::iter(changes)
+            .chain(futures::stream::pending())
+            .boxed()
+    });
+    Arc::new(events)
+}
+
+#[tokio::test]
+async fn a_stream_opens_with_the_quotes_of_the_tickers_that_have_a_stock_in_order() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .times(1)
+        .returning(|_| Ok(vec![stock("AAPL"), stock("MSFT")]));
+    let service = service(repository, recording_cache(Arc::default()));
+    let stream = service
+        .open_quote_stream(vec![ticker("MSFT"), ticker("ZZZZ"), ticker("AAPL")])
+        .await
+        .unwrap();
+    let first: Vec<serde_json::Value> = stream
+        .first
+        .iter()
+        .map(|event| {
+            assert_eq!(event.kind, LiveEventKind::Quote);
+            assert!(!event.data.contains(&b'\n'), "one line");
+            serde_json::from_slice(&event.data).unwrap()
+        })
+        .collect();
+    let tickers: Vec<_> = first
+        .iter()
+        .map(|q| q["ticker"].as_str().unwrap())
+        .collect();
+    assert_eq!(tickers, ["MSFT", "AAPL"]);
+    // The same bytes as the batch's entries: the batch is now a hit, assembled from them.
+    let batch = service.quotes(vec![ticker("MSFT")]).await.unwrap();
+    assert_eq!(batch.outcome, CacheOutcome::Hit);
+    let batch: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+    assert_eq!(batch["items"][0], first[0]);
+    assert_eq!(service.stream_counters().open, 1);
+    assert_eq!(service.stream_counters().events_sent, 2);
+    drop(stream);
+    assert_eq!(service.stream_counters().open, 0);
+}
+
+#[tokio::test]
+async fn an_upload_announces_the_fresh_quote_once_after_its_commit_here_and_to_the_others() {
+    let mut sequence = mockall::Sequence::new();
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Ok(vec![]));
+    repository
+        .expect_upsert_bars()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_, bars| Ok(bars.len() as u64));
+    repository
+        .expect_summaries()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Ok(vec![record()]));
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let service = service(repository, recording_cache(Arc::default()))
+        .with_quote_events(quote_events(published.clone(), vec![]));
+    let mut stream = service.open_quote_stream(vec![aapl()]).await.unwrap();
+    assert!(stream.first.is_empty(), "no stock has the ticker yet");
+
+    let bars = (1..=20)
+        .map(|d| bar(day(d), 1_000 * i64::from(d)))
+        .collect();
+    service.upload_prices(aapl(), bars).await.unwrap();
+
+    let event = stream.changes.next().await.unwrap();
+    assert_eq!(event.kind, LiveEventKind::Quote);
+    let quote: serde_json::Value = serde_json::from_slice(&event.data).unwrap();
+    assert_eq!(quote["price"], 200.0);
+    let published = published.lock().unwrap();
+    assert_eq!(published.len(), 1, "once per ticker, not once per bar");
+    assert_eq!(published[0].ticker, aapl());
+    assert_eq!(published[0].summary.as_ref(), Some(&event.data));
+}
+
+#[tokio::test]
+async fn a_delete_announces_a_removal_and_a_failed_write_announces_nothing() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_delete_stock()
+        .times(1)
+        .returning(|_| Ok(()));
+    repository
+        .expect_upsert_bars()
+        .returning(|t, _| Err(RepositoryError::NotFound(t.clone())));
+    repository.expect_summaries().returning(|_| Ok(vec![]));
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let service = service(repository, recording_cache(Arc::default()))
+        .with_quote_events(quote_events(published.clone(), vec![]));
+    let mut stream = service.open_quote_stream(vec![aapl()]).await.unwrap();
+    assert!(service
+        .upload_prices(aapl(), vec![bar(day(20), 1)])
+        .await
+        .is_err());
+    service.delete_stock(aapl()).await.unwrap();
+    let event = stream.changes.next().await.unwrap();
+    assert_eq!(event.kind, LiveEventKind::Removed);
+    assert_eq!(event.data.as_ref(), br#"{"ticker":"AAPL"}"#);
+    assert_eq!(
+        *published.lock().unwrap(),
+        vec![QuoteChange {
+            ticker: aapl(),
+            summary: None
+        }]
+    );
+}
+
+#[tokio::test]
+async fn the_other_instances_changes_reach_this_instances_streams() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_summaries().returning(|_| Ok(vec![]));
+    let remote = QuoteChange {
+        ticker: aapl(),
+        summary: Some(Bytes::from_static(b"{\"ticker\":\"AAPL\"}")),
+    };
+    let service = service(repository, recording_cache(Arc::default()));
+    let mut stream = service.open_quote_stream(vec![aapl()]).await.unwrap();
+    let service = service.with_quote_events(quote_events(Arc::default(), vec![remote.clone()]));
+    let event = stream.changes.next().await.unwrap();
+    assert_eq!(Some(event.data), remote.summary);
+    drop(service);
+}
+
+#[tokio::test]
+async fn streams_past_the_most_are_refused_and_shutdown_ends_them() {
+    let mut repository = MockStockRepository::new();
+    repository.expect_summaries().returning(|_| Ok(vec![]));
+    let service = Stockpile::new(
+        Arc::new(repository),
+        Arc::new(recording_cache(Arc::default())),
+        Arc::new(CacheMetrics::default()),
+        ServiceSettings {
+            max_streams: 1,
+            ..ServiceSettings::default()
+        },
+    );
+    let mut open = service.open_quote_stream(vec![aapl()]).await.unwrap();
+    assert!(matches!(
+        service.open_quote_stream(vec![aapl()]).await,
+        Err(AppError::Overloaded(_))
+    ));
+    assert!(matches!(
+        service.open_quote_stream(vec![]).await,
+        Err(AppError::Invalid(_))
+    ));
+    service.end_quote_streams();
+    assert!(open.changes.next().await.is_none());
+    assert!(matches!(
+        service.open_quote_stream(vec![aapl()]).await,
+        Err(AppError::Overloaded(_))
     ));
 }

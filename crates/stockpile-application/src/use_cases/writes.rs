@@ -1,7 +1,9 @@
-//! The writes of API.md. Each runs through [`CacheAside::write`], which revokes the
-//! generations of the entries it makes stale once it has committed.
+//! The writes of API.md. Each runs through [`Stockpile::write`]: [`CacheAside::write`], which
+//! revokes the generations of the entries it makes stale once it has committed, then the
+//! announcement of what it left of the ticker's quote to the live-quote streams.
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -10,7 +12,7 @@ use stockpile_domain::{PriceBar, StockProfile, Ticker, MAX_BARS_PER_UPLOAD};
 #[cfg(doc)]
 use crate::cache_aside::CacheAside;
 use crate::cache_keys::{stale_after_price_change, stale_after_profile_change};
-use crate::ports::UpsertOutcome;
+use crate::ports::{QuoteChange, UpsertOutcome};
 use crate::service::Stockpile;
 use crate::views::StockDetail;
 use crate::{AppError, FieldError};
@@ -37,8 +39,8 @@ impl StockWrites for Stockpile {
         profile: StockProfile,
     ) -> Result<(bool, StockDetail), AppError> {
         let outcome = self
-            .cache_aside
             .write(
+                &ticker,
                 &stale_after_profile_change(&ticker),
                 self.repository.upsert_stock(&ticker, &profile),
             )
@@ -57,8 +59,8 @@ impl StockWrites for Stockpile {
     async fn upload_prices(&self, ticker: Ticker, bars: Vec<PriceBar>) -> Result<u64, AppError> {
         check_batch(&bars)?;
         let upserted = self
-            .cache_aside
             .write(
+                &ticker,
                 &stale_after_price_change(&ticker),
                 self.repository.upsert_bars(&ticker, &bars),
             )
@@ -67,13 +69,44 @@ impl StockWrites for Stockpile {
     }
 
     async fn delete_stock(&self, ticker: Ticker) -> Result<(), AppError> {
-        self.cache_aside
-            .write(
-                &stale_after_price_change(&ticker),
-                self.repository.delete_stock(&ticker),
-            )
-            .await?;
+        self.write(
+            &ticker,
+            &stale_after_price_change(&ticker),
+            self.repository.delete_stock(&ticker),
+        )
+        .await?;
         Ok(())
+    }
+}
+
+impl Stockpile {
+    /// The protocol of every write of `ticker`: the write and the revocation of what it made
+    /// stale ([`CacheAside::write`]), then, once that is done, the ticker's quote as it now
+    /// is, read once through its cache entry and handed to this process's streams and to the
+    /// other instances'. An announcement that fails is logged: the write stands.
+    async fn write<T, W>(&self, ticker: &Ticker, stale: &[String], write: W) -> Result<T, AppError>
+    where
+        W: Future<Output = Result<T, crate::ports::RepositoryError>>,
+    {
+        let written = self.cache_aside.write(stale, write).await?;
+        match self.quote_summaries(vec![ticker.clone()]).await {
+            Ok(mut summaries) => {
+                let change = QuoteChange {
+                    ticker: ticker.clone(),
+                    summary: summaries.pop().flatten(),
+                };
+                self.live.deliver(&change);
+                if let Some(events) = &self.quote_events {
+                    if let Err(error) = events.publish(&change).await {
+                        tracing::debug!(%error, %ticker, "could not tell the other instances of a quote change");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, %ticker, "could not read a quote after its write; its streams get no event");
+            }
+        }
+        Ok(written)
     }
 }
 

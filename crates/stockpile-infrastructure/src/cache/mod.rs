@@ -8,6 +8,9 @@
 //!   outages (`auto`, `redis`).
 //! - [`NullCache`]: caching switched off (`none`).
 //!
+//! Beside them, [`RedisQuoteEvents`] carries the live-quote streams' changes between the
+//! instances sharing the Redis.
+//!
 //! Every adapter confines itself to its key prefix; patterns are matched by [`glob`] exactly
 //! as Redis matches them, so memory and Redis remove the same keys.
 
@@ -16,6 +19,7 @@ pub mod glob;
 mod invalidation;
 mod memory;
 mod null;
+mod quote_events;
 mod redis;
 mod tiered;
 
@@ -27,6 +31,7 @@ use stockpile_application::ports::Cache;
 pub use self::failover::FallbackCache;
 pub use self::memory::MemoryCache;
 pub use self::null::NullCache;
+pub use self::quote_events::RedisQuoteEvents;
 pub use self::redis::{RedisAddresses, RedisCache, RedisServers, RedisSettings};
 pub use crate::redaction::redact_url;
 

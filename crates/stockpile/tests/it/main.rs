@@ -23,6 +23,7 @@ mod reads;
 mod schemathesis;
 mod secrets;
 mod settings;
+mod streams;
 mod topologies;
 mod two_instances;
 mod writes;

@@ -1,5 +1,6 @@
-//! The invalidation channel: where instances tell each other what became stale. What the
-//! messages say is [`crate::cache::invalidation`]'s business; this module only carries them.
+//! The channels between instances: invalidations (what became stale) and quote changes (for
+//! the live-quote streams). What the messages say is [`crate::cache::invalidation`]'s and
+//! [`crate::cache::quote_events`]'s business; this module only carries them.
 
 use bb8_redis::redis::{self, aio::PubSub};
 use stockpile_application::ports::CacheError;
@@ -37,5 +38,30 @@ impl RedisCache {
         self.connections
             .subscribe(&self.invalidation_channel())
             .await
+    }
+}
+
+impl RedisCache {
+    /// The pub/sub channel of quote changes, under the prefix.
+    fn quote_channel(&self) -> String {
+        format!("{}__quotes", self.key_prefix)
+    }
+
+    /// Publishes one quote change, within the command timeout.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis does not answer in time.
+    pub(crate) async fn publish_quote(&self, payload: &[u8]) -> Result<(), CacheError> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.quote_channel()).arg(payload);
+        self.connections.run::<()>(&publish).await
+    }
+
+    /// A dedicated pub/sub connection subscribed to the quote changes.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis does not answer in time or refuses.
+    pub(crate) async fn subscribe_quotes(&self) -> Result<PubSub, CacheError> {
+        self.connections.subscribe(&self.quote_channel()).await
     }
 }
