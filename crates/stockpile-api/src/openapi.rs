@@ -35,6 +35,7 @@ use crate::handlers::cache_admin::{CacheStatusView, Deleted};
 use crate::handlers::operations::{Liveness, ReadinessView};
 use crate::handlers::writes::UpsertedBars;
 use crate::handlers::{cache_admin, operations, reads, streams, writes};
+use crate::middleware::MAX_TARGET_BYTES;
 use crate::params::DEFAULT_LIMIT;
 use crate::problem::{Problem, PROBLEM_JSON};
 
@@ -542,6 +543,28 @@ fn describe_cached_reads(doc: &mut OpenApiDocument) {
     }
 }
 
+/// The 414 every operation answers to a request target over [`MAX_TARGET_BYTES`], written
+/// into each (the middleware refuses it before any route sees it).
+fn describe_target_limit(doc: &mut OpenApiDocument) {
+    let too_long = problem_response(&format!(
+        "The path and query string are over {MAX_TARGET_BYTES} bytes."
+    ));
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .insert("414".to_owned(), too_long.clone());
+        }
+    }
+}
+
 /// The OpenAPI document of the whole HTTP contract.
 pub fn openapi() -> OpenApiDocument {
     let mut doc = ApiDoc::openapi();
@@ -549,5 +572,6 @@ pub fn openapi() -> OpenApiDocument {
     describe_parameters(&mut doc);
     describe_limits(&mut doc);
     describe_documentation(&mut doc);
+    describe_target_limit(&mut doc);
     doc
 }
