@@ -1,6 +1,7 @@
 //! HTTP traffic counters and the Prometheus text exposition of `/metrics`, written by hand:
 //! the format is small and stable, and a registry crate would add a dependency for a page.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -28,11 +29,15 @@ struct Histogram {
     count: u64,
 }
 
+/// A route label: a resource's template (static), or a pattern actix matched for a request no
+/// resource labelled. Counting a request then allocates nothing in the common case.
+type Route = Cow<'static, str>;
+
 #[derive(Debug, Default)]
 struct Counters {
     /// Keyed by (method, route, status); a `BTreeMap` so the page is stably ordered.
-    requests: BTreeMap<(String, String, u16), u64>,
-    durations: BTreeMap<(String, String), Histogram>,
+    requests: BTreeMap<(&'static str, Route, u16), u64>,
+    durations: BTreeMap<(&'static str, Route), Histogram>,
 }
 
 /// This process's HTTP counters, shared by every worker.
@@ -46,7 +51,7 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     /// Records one answered request.
-    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, method: &'static str, route: Route, status: u16, elapsed: Duration) {
         // A poisoned lock only means another thread panicked mid-update; counts stay usable.
         let mut counters = self
             .counters
@@ -54,12 +59,9 @@ impl HttpMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *counters
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.clone(), status))
             .or_default() += 1;
-        let histogram = counters
-            .durations
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
+        let histogram = counters.durations.entry((method, route)).or_default();
         let seconds = elapsed.as_secs_f64();
         if let Some(slot) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             histogram.buckets[slot] += 1;
@@ -276,8 +278,18 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_complete() {
         let metrics = HttpMetrics::default();
-        metrics.observe("GET", "/api/stocks/{ticker}", 200, Duration::from_millis(3));
-        metrics.observe("GET", "/api/stocks/{ticker}", 404, Duration::from_secs(10));
+        metrics.observe(
+            "GET",
+            "/api/stocks/{ticker}".into(),
+            200,
+            Duration::from_millis(3),
+        );
+        metrics.observe(
+            "GET",
+            "/api/stocks/{ticker}".into(),
+            404,
+            Duration::from_secs(10),
+        );
         let faults = CacheFaults {
             failed_commands: 7,
             fallbacks: 1,

@@ -193,7 +193,12 @@ pub async fn observe<B: MessageBody + 'static>(
                 );
                 headers.insert(X_REQUEST_ID, request_id);
                 if let Some(metrics) = metrics {
-                    metrics.observe(method, "unmatched", status.as_u16(), started.elapsed());
+                    metrics.observe(
+                        method,
+                        Cow::Borrowed("unmatched"),
+                        status.as_u16(),
+                        started.elapsed(),
+                    );
                 }
                 span.in_scope(|| tracing::error!(%error, status = status.as_u16(), "request failed in a middleware"));
                 return Err(InternalError::from_response(error.to_string(), problem).into());
@@ -236,7 +241,7 @@ fn finish<B>(
     };
     let status = res.status().as_u16();
     if let Some(metrics) = metrics {
-        metrics.observe(method, &route, status, elapsed);
+        metrics.observe(method, route.clone(), status, elapsed);
     }
     let cache = res
         .headers()

@@ -279,7 +279,8 @@ impl CacheAside {
         F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
     {
         let now = now_ms();
-        let (stale, bypass) = match look(self.cache.as_ref(), &key).await {
+        let (looked, key) = look(self.cache.as_ref(), key).await;
+        let (stale, bypass) = match looked {
             Ok((raw, generation)) => match self.found(family, &key.entry, raw, generation, now) {
                 Found::Fresh(entry) => {
                     self.metrics.record(family, CacheEvent::Hit);
@@ -293,6 +294,25 @@ impl CacheAside {
                 (None, true)
             }
         };
+        // Boxed: a hit's future then holds none of a load's state (flights, leases, the
+        // soft timeout), which it would otherwise carry and copy on every hit.
+        Box::pin(self.answer_miss(family, key, load, stale, bypass, now)).await
+    }
+
+    /// A read that found no fresh entry: `stale` is the expired one at hand, if any;
+    /// `bypass` says the cache could not be asked.
+    async fn answer_miss<F>(
+        &self,
+        family: KeyFamily,
+        key: EntryKey,
+        load: F,
+        stale: Option<Entry>,
+        bypass: bool,
+        now: u64,
+    ) -> Result<CachedResponse, AppError>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Bytes, AppError>> + Send,
+    {
         if !bypass {
             self.metrics.record(family, CacheEvent::Miss);
         }
@@ -530,21 +550,24 @@ impl CacheAside {
     }
 }
 
-/// The value under `key` and what its generation holds, in one round trip.
+/// The value under `key` and what its generation holds, in one round trip; `key` is handed
+/// back, having been lent to the lookup without a copy.
 async fn look(
     cache: &dyn Cache,
-    key: &EntryKey,
-) -> Result<(Option<Bytes>, Option<Bytes>), CacheError> {
-    let mut values = cache
-        .get_many(&[key.entry.clone(), key.generation.clone()])
-        .await?
-        .into_iter();
-    match (values.next(), values.next(), values.next()) {
-        (Some(entry), Some(generation), None) => Ok((entry, generation)),
-        _ => Err(CacheError::Unavailable(
-            "the cache answered a lookup of two keys with another number of values".to_owned(),
-        )),
-    }
+    key: EntryKey,
+) -> (Result<(Option<Bytes>, Option<Bytes>), CacheError>, EntryKey) {
+    let keys = [key.entry, key.generation];
+    let looked = cache.get_many(&keys).await.and_then(|values| {
+        let mut values = values.into_iter();
+        match (values.next(), values.next(), values.next()) {
+            (Some(entry), Some(generation), None) => Ok((entry, generation)),
+            _ => Err(CacheError::Unavailable(
+                "the cache answered a lookup of two keys with another number of values".to_owned(),
+            )),
+        }
+    });
+    let [entry, generation] = keys;
+    (looked, EntryKey { entry, generation })
 }
 
 /// Where a load's entries go.

@@ -69,14 +69,20 @@ fn market_generation() -> String {
     "gen:market".to_owned()
 }
 
+/// `prefix` and the ticker: by concatenation rather than `format!`, since a hit builds two
+/// such keys and the formatting machinery was a visible share of a small hit's cost.
+fn ticker_key(prefix: &str, ticker: &Ticker) -> String {
+    [prefix, ticker.as_str()].concat()
+}
+
 /// The generation of a ticker's detail and quote.
 fn stock_generation(ticker: &Ticker) -> String {
-    format!("gen:stock:{ticker}")
+    ticker_key("gen:stock:", ticker)
 }
 
 /// The generation of a ticker's history, whatever its range and interval.
 fn history_generation(ticker: &Ticker) -> String {
-    format!("gen:history:{ticker}")
+    ticker_key("gen:history:", ticker)
 }
 
 fn hash_canonical(canonical: &str) -> String {
@@ -108,7 +114,7 @@ pub fn list_key(query: &ListQuery) -> EntryKey {
 /// `stocks:detail:{TICKER}`
 pub fn detail_key(ticker: &Ticker) -> EntryKey {
     EntryKey {
-        entry: format!("stocks:detail:{ticker}"),
+        entry: ticker_key("stocks:detail:", ticker),
         generation: stock_generation(ticker),
     }
 }
@@ -116,7 +122,7 @@ pub fn detail_key(ticker: &Ticker) -> EntryKey {
 /// `quotes:{TICKER}`: one ticker's part of a batch quote.
 pub fn quote_key(ticker: &Ticker) -> EntryKey {
     EntryKey {
-        entry: format!("quotes:{ticker}"),
+        entry: ticker_key("quotes:", ticker),
         generation: stock_generation(ticker),
     }
 }

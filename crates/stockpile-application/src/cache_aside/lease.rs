@@ -93,7 +93,7 @@ pub(crate) async fn claim(cache: &dyn Cache, key: &EntryKey, lease_ttl: Duration
 
 /// The entry under `key` when it is fresh and of the current generation.
 async fn current(cache: &dyn Cache, key: &EntryKey) -> Result<Option<(Entry, u64)>, CacheError> {
-    let (raw, generation) = look(cache, key).await?;
+    let (raw, generation) = look(cache, key.clone()).await.0?;
     Ok(Entry::fresh(raw, generation.as_ref()))
 }
 

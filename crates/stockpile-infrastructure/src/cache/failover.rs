@@ -357,9 +357,11 @@ impl Cache for FallbackCache {
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
         let shared = &self.shared;
         if shared.on_redis() {
-            return shared
-                .tiers
-                .get_many(keys)
+            if let Some(values) = shared.tiers.all_in_first_tier(keys).await {
+                return Ok(values);
+            }
+            // Boxed: only a lookup that goes to Redis carries the Redis command's state.
+            return Box::pin(shared.tiers.get_many(keys))
                 .await
                 .map_err(|e| shared.suspect(&e));
         }

@@ -120,6 +120,17 @@ impl TwoTier {
         })
     }
 
+    /// The values of `keys` when the first tier serves and holds every one of them: a hit
+    /// that needs no Redis round trip. Kept apart from [`TwoTier::get_many`] so that a hit's
+    /// future holds no Redis command (moving one, kilobytes, showed in the hit path's profile).
+    pub(super) async fn all_in_first_tier(&self, keys: &[String]) -> Option<Vec<Option<Bytes>>> {
+        if !self.first_tier() {
+            return None;
+        }
+        let values = self.memory.get_many(keys).await.ok()?;
+        values.iter().all(Option::is_some).then_some(values)
+    }
+
     /// The values of `keys`, in their order, as [`TwoTier::get`] would answer each: from
     /// memory while it serves as the first tier, with the keys it lacks asked of Redis in one
     /// round trip (and filled in memory); from Redis alone otherwise.
@@ -205,7 +216,7 @@ impl TwoTier {
         match invalidation {
             Invalidation::Keys(keys) => {
                 for key in keys {
-                    self.memory.forget(key).await;
+                    self.memory.forget(key);
                 }
             }
             Invalidation::Pattern(pattern) => {
@@ -243,7 +254,7 @@ impl TwoTier {
         // Infallible: memory always stores.
         let _ = self.memory.put(key, value, retain_for).await;
         if self.epoch() != epoch {
-            self.memory.forget(key).await;
+            self.memory.forget(key);
         }
     }
 

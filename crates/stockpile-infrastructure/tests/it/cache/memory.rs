@@ -93,7 +93,7 @@ async fn the_byte_bound_evicts() {
             .await
             .expect("accepted");
     }
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
     let mut held = 0;
     for key in &keys {
         if has(&cache, key).await {
