@@ -83,7 +83,8 @@ pub struct ClientLimits {
     /// a connection the server is closing at that moment. Zero switches keep-alive off.
     pub keep_alive: Duration,
     /// Open connections per worker thread; past it the server accepts no more until some
-    /// close, which keeps a connection flood from exhausting the process's file descriptors.
+    /// close, which keeps a connection flood from exhausting the process's file descriptors
+    /// (two per connection: its own and the handle that can close a stalled live-quote client's).
     pub max_connections_per_worker: usize,
 }
 
@@ -292,6 +293,7 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .keep_alive(limits.keep_alive)
         .max_connections(limits.max_connections_per_worker)
+        .on_connect(handlers::streams::keep_socket)
         .listen(listener)?
         .run();
     Ok(server)

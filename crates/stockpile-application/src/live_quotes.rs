@@ -3,8 +3,8 @@
 //!
 //! - Each stream has a bounded backlog ([`STREAM_BACKLOG`] events). Delivery never waits: a
 //!   stream whose backlog is full is dropped from the registry at once (its subscription
-//!   then ends after what it holds), so a client that stops reading never slows a write or
-//!   another stream.
+//!   then ends after what it holds, and its [`Stalled`] fires for the HTTP layer to close the
+//!   connection), so a client that stops reading never slows a write or another stream.
 //! - An event is made once per change ([`LiveEvent`]: its data are shared bytes), however
 //!   many streams watch the ticker.
 //! - At most `max_streams` are open at once; [`LiveQuotes::close`] ends them all (shutdown).
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 use stockpile_domain::Ticker;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ports::QuoteChange;
 use crate::views::{json_body, RemovedTicker};
@@ -79,11 +79,14 @@ type StreamId = u64;
 struct Registry {
     watchers: HashMap<Ticker, Vec<(StreamId, mpsc::Sender<LiveEvent>)>>,
     tickers_of: HashMap<StreamId, Vec<Ticker>>,
+    /// What tells each stream's [`Stalled`] that its backlog overflowed.
+    stall_alarms: HashMap<StreamId, oneshot::Sender<()>>,
     closed: bool,
 }
 
 impl Registry {
     fn remove(&mut self, stream: StreamId) {
+        self.stall_alarms.remove(&stream);
         for ticker in self.tickers_of.remove(&stream).unwrap_or_default() {
             if let Some(watchers) = self.watchers.get_mut(&ticker) {
                 watchers.retain(|(id, _)| *id != stream);
@@ -128,6 +131,7 @@ impl LiveQuotes {
     /// [`Refused`] when `max_streams` are open, or after [`LiveQuotes::close`].
     pub(crate) fn open(self: &Arc<Self>, tickers: &[Ticker]) -> Result<Subscription, Refused> {
         let (sender, events) = mpsc::channel(STREAM_BACKLOG);
+        let (stall_alarm, stalled) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry();
         if registry.closed {
@@ -144,15 +148,17 @@ impl LiveQuotes {
                 .push((id, sender.clone()));
         }
         registry.tickers_of.insert(id, tickers.to_vec());
+        registry.stall_alarms.insert(id, stall_alarm);
         Ok(Subscription {
             id,
             events,
+            stalled: Some(stalled),
             live: Arc::downgrade(self),
         })
     }
 
     /// Hands `change` to every stream watching its ticker, without waiting; a stream whose
-    /// backlog is full is dropped.
+    /// backlog is full is dropped, and its [`Stalled`] fires.
     pub fn deliver(&self, change: &QuoteChange) {
         let mut registry = self.registry();
         let Some(watchers) = registry.watchers.get(&change.ticker) else {
@@ -171,12 +177,16 @@ impl LiveQuotes {
                         backlog = STREAM_BACKLOG,
                         "a live-quote client stopped reading; disconnecting it"
                     );
-                    dropped.push(*id);
+                    dropped.push((*id, true));
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(*id),
+                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((*id, false)),
             }
         }
-        for id in dropped {
+        for (id, stalled) in dropped {
+            if let Some(alarm) = registry.stall_alarms.remove(&id).filter(|_| stalled) {
+                // Its receiver may be gone already: then nobody is left to disconnect.
+                let _ = alarm.send(());
+            }
             registry.remove(id);
         }
     }
@@ -193,6 +203,7 @@ impl LiveQuotes {
         registry.closed = true;
         registry.watchers.clear();
         registry.tickers_of.clear();
+        registry.stall_alarms.clear();
     }
 
     /// How many streams are open.
@@ -211,10 +222,32 @@ impl LiveQuotes {
 pub struct Subscription {
     id: StreamId,
     events: mpsc::Receiver<LiveEvent>,
+    /// Until [`Subscription::stalled`] takes it.
+    stalled: Option<oneshot::Receiver<()>>,
     live: Weak<LiveQuotes>,
 }
 
+/// Whether a stream was dropped because its client stopped reading: the stream's body is no
+/// longer polled then (the HTTP server waits for the socket to drain first), so whoever holds
+/// the connection must close it, or the client would hold it for as long as it likes.
+#[derive(Debug)]
+pub struct Stalled(oneshot::Receiver<()>);
+
+impl Stalled {
+    /// True once the stream's backlog overflowed; false once it ended otherwise (its
+    /// subscription dropped, or shutdown), and never both.
+    pub async fn wait(self) -> bool {
+        self.0.await.is_ok()
+    }
+}
+
 impl Subscription {
+    /// What tells whether this stream is dropped for a full backlog; a second call gets one
+    /// that never says so.
+    pub fn stalled(&mut self) -> Stalled {
+        Stalled(self.stalled.take().unwrap_or_else(|| oneshot::channel().1))
+    }
+
     /// The next change of a watched ticker; `None` once the stream is over (its backlog
     /// overflowed, or the server is shutting down).
     pub async fn next(&mut self) -> Option<LiveEvent> {
@@ -287,6 +320,24 @@ mod tests {
         assert_eq!(stalled.next().await, None, "the stalled stream ends");
         live.deliver(&change("AAPL", Some("{}")));
         assert!(reading.next().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn stalled_says_whether_a_full_backlog_ended_the_stream() {
+        let live = Arc::new(LiveQuotes::new(10));
+        let mut overflowing = live.open(&[ticker("AAPL")]).unwrap();
+        let mut left = live.open(&[ticker("AAPL")]).unwrap();
+        let mut shut = live.open(&[ticker("MSFT")]).unwrap();
+        let (overflowed, gone, closed) = (overflowing.stalled(), left.stalled(), shut.stalled());
+        drop(left);
+        assert!(!gone.wait().await, "a client that left did not stall");
+        for _ in 0..=STREAM_BACKLOG {
+            live.deliver(&change("AAPL", Some("{}")));
+        }
+        assert!(overflowed.wait().await);
+        live.close();
+        assert!(!closed.wait().await, "shutdown is not a stall");
+        assert!(!overflowing.stalled().wait().await, "taken once");
     }
 
     #[tokio::test]

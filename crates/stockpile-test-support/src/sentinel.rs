@@ -1,8 +1,11 @@
 //! A Sentinel-managed Redis of the test's own: a primary, a replica and three
 //! `redis-server --sentinel` on spare ports, started and stopped by the test.
+//! [`RedisSentinel::shared`] starts one for all the tests of a test binary on first use.
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use crate::redis_server::RedisServer;
 use crate::tls::Certificates;
@@ -16,6 +19,8 @@ const DOWN_AFTER_MS: u64 = 1_000;
 
 /// How long setting up, or a failover, may take.
 const SETTLE_WITHIN: Duration = Duration::from_secs(30);
+
+static SHARED: OnceCell<Option<RedisSentinel>> = OnceCell::const_new();
 
 pub struct RedisSentinel {
     /// The first primary and the first replica; which is the master now, the Sentinels say.
@@ -31,6 +36,13 @@ impl RedisSentinel {
     /// know the replica and each other; `None` after [`skip_or_fail`] when it cannot start.
     pub async fn start() -> Option<Self> {
         Self::start_with(None).await
+    }
+
+    /// A set shared by every test of this test binary: started by the first that asks, killed
+    /// when the binary ends. Tests share it by using prefixes of their own, and make sure
+    /// that none of them is reading while another moves the master.
+    pub async fn shared() -> Option<&'static Self> {
+        SHARED.get_or_init(Self::start).await.as_ref()
     }
 
     /// As [`Self::start`], every server and Sentinel speaking TLS only (`REDIS_TLS=true`),
@@ -170,6 +182,79 @@ impl RedisSentinel {
             .unwrap_or_else(|| panic!("no new master within {SETTLE_WITHIN:?}"))
     }
 
+    /// Swaps the master and the replica by hand, leaving every client connection open: the
+    /// replica is promoted (`REPLICAOF NO ONE`), the master follows it (`REPLICAOF`), and each
+    /// Sentinel is pointed at the new master (`SENTINEL REMOVE`, `MONITOR`, `SET`). A Sentinel
+    /// failover would close the demoted master's clients (`CLIENT KILL`); here they stay
+    /// connected to what is now a replica, whose answer to a write is `READONLY`.
+    ///
+    /// Returns (old master, new master) once every Sentinel names the new one, knows the
+    /// replica and the other Sentinels, and the old master is in sync with the new.
+    pub async fn swap_master_keeping_clients(&self) -> (u16, u16) {
+        let old = self
+            .master_port()
+            .await
+            .expect("a Sentinel names the master");
+        let (Some(demoted), Some(promoted)) = (
+            self.servers.iter().find(|server| server.port() == old),
+            self.servers.iter().find(|server| server.port() != old),
+        ) else {
+            panic!("the Sentinels name {old}, which is not one of the set's servers");
+        };
+        let new = promoted.port();
+        let ok = |reply: Result<String, String>, what: &str| {
+            assert_eq!(reply.as_deref(), Ok("OK"), "{what}");
+        };
+        ok(
+            promoted.cli(["REPLICAOF", "NO", "ONE"]).await,
+            "REPLICAOF NO ONE",
+        );
+        ok(
+            demoted
+                .cli(["REPLICAOF", "127.0.0.1", &new.to_string()])
+                .await,
+            "REPLICAOF the new master",
+        );
+        for sentinel in &self.sentinels {
+            ok(
+                sentinel.cli(["SENTINEL", "REMOVE", SENTINEL_MASTER]).await,
+                "SENTINEL REMOVE",
+            );
+            ok(
+                sentinel
+                    .cli([
+                        "SENTINEL",
+                        "MONITOR",
+                        SENTINEL_MASTER,
+                        "127.0.0.1",
+                        &new.to_string(),
+                        "2",
+                    ])
+                    .await,
+                "SENTINEL MONITOR",
+            );
+            ok(
+                sentinel
+                    .cli([
+                        "SENTINEL",
+                        "SET",
+                        SENTINEL_MASTER,
+                        "down-after-milliseconds",
+                        &DOWN_AFTER_MS.to_string(),
+                        "failover-timeout",
+                        "10000",
+                    ])
+                    .await,
+                "SENTINEL SET",
+            );
+        }
+        assert!(
+            self.settled_on(new).await,
+            "the Sentinels did not settle on {new} within {SETTLE_WITHIN:?}"
+        );
+        (old, new)
+    }
+
     /// The master's port when every running Sentinel names the same one.
     async fn agreed_master(&self) -> Option<u16> {
         let mut agreed = None;
@@ -191,7 +276,7 @@ impl RedisSentinel {
     }
 
     /// Whether, within [`SETTLE_WITHIN`], every Sentinel names `primary`, knows the replica and
-    /// the two other Sentinels, and the replica is in sync.
+    /// the two other Sentinels, and the replica (the server that is not `primary`) is in sync.
     async fn settled_on(&self, primary: u16) -> bool {
         wait_until(SETTLE_WITHIN, || async {
             for sentinel in &self.sentinels {
@@ -207,7 +292,10 @@ impl RedisSentinel {
                     return false;
                 }
             }
-            self.servers[1]
+            let Some(replica) = self.servers.iter().find(|server| server.port() != primary) else {
+                return false;
+            };
+            replica
                 .info("replication", "master_link_status")
                 .await
                 .as_deref()

@@ -6,11 +6,19 @@
 //! `event:` lines (the only bytes made per stream), then its data, shared by every stream of
 //! the ticker, then the blank line that ends it. The stream is never compressed: it does not
 //! go through [`crate::conditional`], the only place that compresses.
+//!
+//! A client that stops reading gets its connection closed once its backlog is full: the
+//! server then no longer polls the stream's body (it waits for the socket to drain first), so
+//! ending the body would end nothing, and [`keep_socket`] keeps the handle to close it by.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::Shutdown;
+use std::rc::Rc;
 use std::time::Duration;
 
+use actix_web::dev::Extensions;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -27,6 +35,12 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 
 /// The comment sent after a quiet heartbeat interval, so proxies do not cut an idle stream.
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// The kernel's send buffer for a stream's connection (Linux doubles it). Left to autotuning,
+/// a stalled client's grows towards `tcp_wmem`'s maximum (4 MB by default): that much kernel
+/// memory per stalled client, and thousands of events before its backlog even starts to fill.
+/// Events are a few hundred bytes each, far below what this lets through.
+const STREAM_SEND_BUFFER: usize = 16 * 1024;
 
 /// A watchlist's quotes as they change, as Server-Sent Events.
 #[utoipa::path(
@@ -50,7 +64,7 @@ pub async fn quote_stream(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let tickers = quote_tickers(req.query_string())?;
-    let stream = state.service.open_quote_stream(tickers).await?;
+    let mut stream = state.service.open_quote_stream(tickers).await?;
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CONTENT_TYPE, EVENT_STREAM))
@@ -62,7 +76,46 @@ pub async fn quote_stream(
         drop(stream);
         return Ok(response.streaming(futures::stream::empty::<Result<Bytes, Infallible>>()));
     }
+    if let Some(ConnectionSocket(socket)) = req.conn_data::<ConnectionSocket>().cloned() {
+        if let Err(e) = socket.set_send_buffer_size(STREAM_SEND_BUFFER) {
+            tracing::warn!(error = %e, "cannot bound a live-quote connection's send buffer");
+        }
+        let stalled = stream.changes.stalled();
+        actix_web::rt::spawn(async move {
+            if stalled.wait().await {
+                // Both directions: the server, waiting to write to the socket, wakes to an
+                // error and ends the connection (closing its descriptors); the kernel still
+                // hands the client what it holds for it, then the end.
+                if let Err(e) = socket.shutdown(Shutdown::Both) {
+                    tracing::warn!(error = %e, "cannot close a stalled live-quote connection");
+                }
+            }
+        });
+    }
     Ok(response.streaming(events(stream, state.stream_heartbeat)))
+}
+
+/// A plain TCP connection's socket, as [`keep_socket`] kept it.
+#[derive(Clone)]
+struct ConnectionSocket(Rc<socket2::Socket>);
+
+/// For actix-web's `on_connect`: keeps a handle on each plain TCP connection's socket, the
+/// only way a handler can close its connection. The handle is a second descriptor of the
+/// socket, closed with the connection.
+pub(crate) fn keep_socket(connection: &dyn Any, data: &mut Extensions) {
+    let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    match socket2::SockRef::from(tcp).try_clone() {
+        Ok(socket) => {
+            data.insert(ConnectionSocket(Rc::new(socket)));
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "no handle on a connection's socket: a live-quote client that stops reading there \
+             keeps its connection"
+        ),
+    }
 }
 
 /// What the body still has to write, and where it takes the rest from.

@@ -534,6 +534,73 @@ async fn a_quote_batch_fails_when_the_database_does_and_nothing_stale_stands_in(
     ));
 }
 
+/// Issue 14's breaker holds for batches too: once a batch's load found the database down, a
+/// batch of other cold tickers and a cold single read are refused at once, without a query,
+/// until the trial a second later, which a batch may be, finds it back.
+#[tokio::test(start_paused = true)]
+async fn a_failed_quote_batch_opens_the_database_breaker_for_every_cold_read() {
+    use crate::cache_aside::{BreakerState, TRIAL_INTERVAL};
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_summaries()
+        .with(eq(vec![ticker("AAPL")]))
+        .times(1)
+        .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+    // Once only: the refused batch of MSFT must not reach it, the trial must.
+    repository
+        .expect_summaries()
+        .with(eq(vec![ticker("MSFT")]))
+        .times(1)
+        .returning(|_| Ok(vec![stock("MSFT")]));
+    repository.expect_detail().never();
+    let service = service(repository, recording_cache(Arc::default()));
+    assert!(matches!(
+        service.quotes(vec![ticker("AAPL")]).await,
+        Err(AppError::Unavailable(_))
+    ));
+    assert_eq!(
+        service.cache_aside.database_breaker(),
+        (BreakerState::Open, 1)
+    );
+    assert!(matches!(
+        service.quotes(vec![ticker("MSFT")]).await,
+        Err(AppError::Unavailable(_))
+    ));
+    assert!(matches!(
+        service.stock_detail(aapl()).await,
+        Err(AppError::Unavailable(_))
+    ));
+
+    tokio::time::advance(TRIAL_INTERVAL).await;
+    let trial = service.quotes(vec![ticker("MSFT")]).await.unwrap();
+    assert_eq!(trial.outcome, CacheOutcome::Miss);
+    assert_eq!(
+        service.cache_aside.database_breaker(),
+        (BreakerState::Closed, 1)
+    );
+}
+
+/// And the other way round: a single read that found the database down keeps a batch's
+/// cold tickers from the database too.
+#[tokio::test]
+async fn a_failed_single_read_refuses_a_quote_batch_without_a_query() {
+    let mut repository = MockStockRepository::new();
+    repository
+        .expect_detail()
+        .times(1)
+        .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+    repository.expect_summaries().never();
+    let service = service(repository, recording_cache(Arc::default()));
+    assert!(matches!(
+        service.stock_detail(aapl()).await,
+        Err(AppError::Unavailable(_))
+    ));
+    assert!(matches!(
+        service.quotes(vec![ticker("AAPL"), ticker("MSFT")]).await,
+        Err(AppError::Unavailable(_))
+    ));
+}
+
 /// Quote events that record what is published and deliver `incoming` as the other instances'.
 fn quote_events(
     published: Arc<Mutex<Vec<QuoteChange>>>,

@@ -30,7 +30,7 @@ fn instance(database: &TestDatabase, prefix: &str, redis_url: &str) -> Settings 
     settings
 }
 
-async fn rename(app: &TestApp, ticker: &str, name: &str) {
+pub async fn rename(app: &TestApp, ticker: &str, name: &str) {
     let renamed = app
         .admin(Method::PUT, &format!("/api/stocks/{ticker}"))
         .json(&json!({"name": name, "exchange": "NASDAQ", "sector": "Information Technology"}))

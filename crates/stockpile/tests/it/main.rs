@@ -6,6 +6,8 @@
 
 mod support;
 
+// First in name order, which is the order libtest starts tests in: see the module.
+mod after_idling;
 mod backends;
 mod browser;
 mod bulk_load;
@@ -22,7 +24,6 @@ mod readme;
 mod reads;
 mod schemathesis;
 mod secrets;
-mod settings;
 mod streams;
 mod topologies;
 mod two_instances;

@@ -175,3 +175,101 @@ async fn a_write_on_one_instance_reaches_the_streams_of_the_other_within_a_secon
     assert_eq!(removed.name, "removed");
     assert_eq!(removed.data, json!({"ticker": ticker}));
 }
+
+/// A stream request on a raw socket whose receive buffer is small and never read: a client
+/// that stops reading, seen from the server as a socket that no longer drains.
+async fn stalled_client(app: &TestApp, ticker: &str) -> tokio::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    use tokio::io::AsyncWriteExt;
+    let address: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // Before connecting, so that the window the client offers is small from the start.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&address.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    let request =
+        format!("GET /api/stream/quotes?tickers={ticker} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// `stockpile_stream_clients` on `app`'s `/metrics`.
+async fn open_streams(app: &TestApp) -> u64 {
+    let page = app.get("/metrics").await.text().await.unwrap();
+    page.lines()
+        .find_map(|line| line.strip_prefix("stockpile_stream_clients "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no stockpile_stream_clients in {page}"))
+}
+
+/// API.md: "A client that stops reading is disconnected once its backlog is full; it never
+/// slows writes or other streams." Disconnected means its TCP connection: the server stops
+/// writing to a socket that does not drain, so ending the stream alone would leave the
+/// connection open for as long as the client likes, and once it read again it would get the
+/// rest of a finished response on a connection kept alive. Here, after draining what the
+/// kernel held for it, it reads the end of the connection (or a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_connection_and_slows_no_write_or_stream() {
+    use tokio::io::AsyncReadExt;
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let app = TestApp::spawn(TestDatabase::sqlite(), 1, 5).await;
+    let ticker = app.json("/api/stocks").await["items"][0]["ticker"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stalled = stalled_client(&app, &ticker).await;
+    let mut reading = EventStream::open(&app, &ticker).await;
+    assert_eq!(reading.next().await.id, 1);
+    assert_eq!(open_streams(&app).await, 2);
+
+    // Each event is a few hundred bytes: the backlog fills once the client's and the
+    // server's socket buffers (the server bounds its send buffer on a stream) and the
+    // server's write buffer are full, a few hundred events; an unbounded send buffer would
+    // take about 14,000.
+    const MOST_WRITES: u32 = 2_000;
+    let mut writes = 0;
+    while open_streams(&app).await == 2 {
+        assert!(
+            writes < MOST_WRITES,
+            "the stalled stream still open after {writes} writes"
+        );
+        for _ in 0..20 {
+            writes += 1;
+            // Whole cents, so that the price reads back as the same number.
+            let close = f64::from(10_000 + writes) / 100.0;
+            let started = Instant::now();
+            upload(&app, &ticker, close).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "write {writes} took {:?}",
+                started.elapsed()
+            );
+            let event = reading.next().await;
+            assert_eq!(
+                (event.id, &event.data["price"]),
+                (u64::from(writes) + 1, &close.into())
+            );
+        }
+    }
+
+    // Drains what the kernel held for it; then the server's close, within a few seconds.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = vec![0; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match stalled.read(&mut chunk).await {
+                Ok(0) => return total,
+                Ok(read) => total += read,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return total,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the server kept the stalled client's connection open"));
+    assert!(drained > 0, "the stalled client got nothing at all");
+    // The other stream goes on.
+    upload(&app, &ticker, 99.5).await;
+    assert_eq!(reading.next().await.data["price"], 99.5);
+}

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -76,6 +76,32 @@ struct Connection {
     /// time it is checked out or returned instead of lending it again (a multiplexed
     /// connection whose socket died fails every later command).
     broken: Arc<AtomicBool>,
+    /// The [`Connections::moves`] seen before it asked where the servers are.
+    opened_after_moves: u64,
+}
+
+impl Connection {
+    /// Whether it is not to be used again: broken, or opened before the servers last moved.
+    fn is_spent(&self, moves: &AtomicU64) -> bool {
+        self.broken.load(Ordering::Relaxed)
+            || self.opened_after_moves < moves.load(Ordering::Relaxed)
+    }
+
+    /// A clone to send one command on.
+    fn lend(&self) -> Lent {
+        Lent {
+            link: self.inner.clone(),
+            broken: Arc::clone(&self.broken),
+            opened_after_moves: self.opened_after_moves,
+        }
+    }
+}
+
+/// A [`Connection`]'s clone that one command is sent on, and what it reports back by.
+struct Lent {
+    link: Link,
+    broken: Arc<AtomicBool>,
+    opened_after_moves: u64,
 }
 
 /// A worker thread's connection, or the note that one of its tasks is opening it.
@@ -95,6 +121,8 @@ struct Manager {
     /// failed attempt to the command waiting for it only as a timeout, and a wrong CA or an
     /// unknown Sentinel master must be named in the log line of the fallback.
     connect_failure: Arc<Mutex<Option<String>>>,
+    /// [`Connections::moves`].
+    moves: Arc<AtomicU64>,
 }
 
 impl bb8::ManageConnection for Manager {
@@ -102,12 +130,16 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Connection, RedisError> {
+        // Read before the servers are asked: a move noticed while this connects may have been
+        // answered with the old master.
+        let opened_after_moves = self.moves.load(Ordering::Relaxed);
         let connected = self.topology.connect(&self.config).await;
         *lock(&self.connect_failure) = connected.as_ref().err().map(ToString::to_string);
         let inner = connected?;
         Ok(Connection {
             inner,
             broken: Arc::new(AtomicBool::new(false)),
+            opened_after_moves,
         })
     }
 
@@ -116,7 +148,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken.load(Ordering::Relaxed)
+        conn.is_spent(&self.moves)
     }
 }
 
@@ -153,6 +185,10 @@ pub(super) struct Connections {
     /// One connection per single-threaded runtime's thread (actix-web's workers); see
     /// [`Connections::worker_connection`].
     worker_connections: Mutex<HashMap<ThreadId, WorkerConnection>>,
+    /// How many times a command found the servers moved (a `READONLY` answer from a demoted
+    /// master, a cluster node no longer there). Every connection open then was opened to the
+    /// same servers, so none opened before the latest move is used again.
+    moves: Arc<AtomicU64>,
     /// The probe's own connection; see [`Connections::probe`].
     probe_link: tokio::sync::Mutex<Option<Link>>,
     /// The longest wait for a new connection.
@@ -190,6 +226,7 @@ impl Connections {
         let pool_size = settings.pool_size.max(1);
         let mut kept_topology = None;
         let connect_failure = Arc::new(Mutex::new(None));
+        let moves = Arc::new(AtomicU64::new(0));
         let pool = match Topology::from_settings(settings) {
             Ok(topology) => {
                 kept_topology = Some(topology.clone());
@@ -209,6 +246,7 @@ impl Connections {
                         topology,
                         config,
                         connect_failure: Arc::clone(&connect_failure),
+                        moves: Arc::clone(&moves),
                     }))
             }
             Err(e) => {
@@ -226,6 +264,7 @@ impl Connections {
             kind: topology::kind_of(&settings.servers),
             connect_failure,
             worker_connections: Mutex::new(HashMap::new()),
+            moves,
             probe_link: tokio::sync::Mutex::new(None),
             connect_timeout,
             command_timeout: settings.command_timeout,
@@ -318,38 +357,50 @@ impl Connections {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut attempt = 0;
         loop {
-            let (mut conn, broken) = match self.worker_connection(pool, deadline).await {
+            let mut lent = match self.worker_connection(pool, deadline).await {
                 Some(opened) => self.connected(opened, timeout)?,
                 None => {
                     let pooled = self
                         .connected(tokio::time::timeout_at(deadline, pool.get()).await, timeout)?;
-                    if pooled.broken.load(Ordering::Relaxed) {
+                    if pooled.is_spent(&self.moves) {
                         // Marked by another command after it was returned; dropping it here
                         // discards it.
                         continue;
                     }
-                    (pooled.inner.clone(), Arc::clone(&pooled.broken))
+                    pooled.lend()
                 }
             };
-            match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut conn)).await {
+            match tokio::time::timeout_at(deadline, cmd.query::<T>(&mut lent.link)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => {
                     // A connection whose view of the servers is out of date: a master demoted
                     // by a failover answers writes with READONLY, and a cluster connection
                     // does not know a primary promoted since it was opened. A fresh one
-                    // reaches the servers as they are now.
+                    // reaches the servers as they are now, and so must every other: the
+                    // ones that only read would go on reading a replica.
                     let outdated = matches!(
                         e.kind(),
                         ErrorKind::Server(ServerErrorKind::ReadOnly)
                             | ErrorKind::ClusterConnectionNotFound
                     );
+                    if outdated {
+                        // Counted once per move: the other connections of its time that answer
+                        // the same are already spent.
+                        let seen = lent.opened_after_moves;
+                        let _ = self.moves.compare_exchange(
+                            seen,
+                            seen + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
                     if e.is_io_error()
                         || e.is_connection_dropped()
                         || e.is_timeout()
                         || e.is_unrecoverable_error()
                         || outdated
                     {
-                        broken.store(true, Ordering::Relaxed);
+                        lent.broken.store(true, Ordering::Relaxed);
                     }
                     attempt += 1;
                     if !(e.is_connection_dropped() || outdated) || attempt > self.pool_size {
@@ -359,7 +410,7 @@ impl Connections {
                 Err(_) => {
                     // A connection whose answer is late is not lent out again: a fresh one
                     // costs little, and a stalled one would hold up the next command too.
-                    broken.store(true, Ordering::Relaxed);
+                    lent.broken.store(true, Ordering::Relaxed);
                     return Err(self.timed_out(timeout));
                 }
             }
@@ -400,7 +451,7 @@ impl Connections {
         &self,
         pool: &bb8::Pool<Manager>,
         deadline: tokio::time::Instant,
-    ) -> Option<Result<Result<(Link, Arc<AtomicBool>), RedisError>, Elapsed>> {
+    ) -> Option<Result<Result<Lent, RedisError>, Elapsed>> {
         let on_worker = tokio::runtime::Handle::try_current()
             .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread);
         if !on_worker {
@@ -410,8 +461,8 @@ impl Connections {
         {
             let mut connections = lock(&self.worker_connections);
             match connections.get(&thread) {
-                Some(WorkerConnection::Open(open)) if !open.broken.load(Ordering::Relaxed) => {
-                    return Some(Ok(Ok((open.inner.clone(), Arc::clone(&open.broken)))));
+                Some(WorkerConnection::Open(open)) if !open.is_spent(&self.moves) => {
+                    return Some(Ok(Ok(open.lend())));
                 }
                 Some(WorkerConnection::Opening) => return None,
                 Some(WorkerConnection::Open(_)) | None => {}
@@ -425,7 +476,7 @@ impl Connections {
         }
         Some(opened.map(|opened| {
             opened.map(|connection| {
-                let lent = (connection.inner.clone(), Arc::clone(&connection.broken));
+                let lent = connection.lend();
                 connections.insert(thread, WorkerConnection::Open(connection));
                 lent
             })

@@ -1,4 +1,8 @@
-//! Settings checked against the running server rather than against the parsed tree.
+//! Kept-alive connections after idling, as `HTTP_KEEP_ALIVE_S` says, over raw TCP so that
+//! nothing but the server decides when a connection closes.
+//!
+//! The module's name sorts first on purpose: libtest starts tests in name order, so the 70 s
+//! idle starts with the binary and runs beside every other test instead of after them.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +68,25 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
         .unwrap_or_else(|e| panic!("read: {e}"));
     assert!(rest.is_empty(), "unexpected bytes: {rest:?}");
     start.elapsed()
+}
+
+/// The default (API.md: 75 s) outlasts the 60 s idle timeout of common load balancers: a
+/// connection one of them kept for 70 s is still served, not closed under its next request.
+#[tokio::test]
+async fn a_connection_idle_for_70_s_is_still_served_by_default() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn_with(test_settings(&database), database, 1, 5).await;
+    let mut stream = connect(&app).await;
+    let first = health(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    // The idling is what is tested, so this one waits a fixed time.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let second = health(&mut stream).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }
 
 #[tokio::test]
