@@ -29,9 +29,11 @@ impl Drop for Server {
     }
 }
 
-/// The release binary `prepare` builds.
+/// The release binary `prepare` builds, in cargo's target directory (`CARGO_TARGET_DIR` when
+/// set).
 pub(crate) fn binary() -> String {
-    "target/release/stockpile".into()
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    format!("{target}/release/stockpile")
 }
 
 fn database_url(database: &str) -> String {
@@ -115,6 +117,35 @@ pub(crate) fn request(
     headers: &str,
     body: &str,
 ) -> Result<(u16, Vec<u8>), String> {
+    exchange(stream, method, path, headers, body).map(|answer| (answer.status, answer.body))
+}
+
+/// An answer as [`exchange`] reads it.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// Header names lower-cased, values trimmed.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// The value of the header `name` (lower-case), if the answer has it.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// [`request`], keeping the answer's headers too.
+pub(crate) fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<Answer, String> {
     // One write, so that the request leaves in one segment with TCP_NODELAY.
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -133,20 +164,31 @@ pub(crate) fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status line")?;
-    let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         stream.read_line(&mut line).map_err(|e| e.to_string())?;
         if line == "\r\n" || line.is_empty() {
             break;
         }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, body))
+    let mut answer = Answer {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let length = answer
+        .header("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    answer.body = vec![0; length];
+    stream
+        .read_exact(&mut answer.body)
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
 }
 
 /// `GET path` on `stream`, which must answer 200 with JSON.
@@ -232,8 +274,19 @@ pub(crate) fn wrk(
     path: &str,
     connections: u32,
 ) -> Result<(f64, String, String), String> {
+    wrk_with(addr, path, connections, &[])
+}
+
+/// [`wrk`] with `headers` (`Name: value`) on every request.
+pub(crate) fn wrk_with(
+    addr: &str,
+    path: &str,
+    connections: u32,
+    headers: &[&str],
+) -> Result<(f64, String, String), String> {
     ensure_wrk()?;
     let output = Command::new("wrk")
+        .args(headers.iter().flat_map(|header| ["-H", header]))
         .args([
             "-t2",
             &format!("-c{connections}"),
@@ -256,4 +309,27 @@ pub(crate) fn wrk(
     };
     let rps = field("Requests/sec:").parse().unwrap_or(0.0);
     Ok((rps, field("50%"), field("99%")))
+}
+
+/// A directory of the task's own under the system's temporary directory, removed when dropped.
+pub(crate) struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(what: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("stockpile-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("could not create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
