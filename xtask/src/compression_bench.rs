@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    connect, ensure_on_redis, exchange, machine, prepare, start_server, today, wrk_with, TempDir,
+    connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server, today,
+    wrk_alternating, TempDir, ROUNDS,
 };
 use crate::quotes_bench::quotes_path;
 use crate::run;
@@ -28,6 +29,8 @@ const PREFIX: &str = "stockpile-bench-compression:";
 /// What Chromium and Firefox send.
 const BROWSER: &str = "gzip, deflate, br, zstd";
 const CONNECTIONS: u32 = 64;
+/// Seconds of each round of wrk.
+const SECONDS: u32 = 3;
 /// How many tickers a watchlist batch asks for.
 pub(crate) const WATCHLIST: usize = 30;
 
@@ -54,6 +57,7 @@ pub fn bench_compression(args: &[String]) -> Result<(), String> {
     }
     prepare(DATABASE, &[])?;
     ensure_nginx_brotli()?;
+    let load_before = load_average();
     let redis = PrivateRedis::start()?;
     let _server = start_server(
         ADDR,
@@ -91,8 +95,13 @@ pub fn bench_compression(args: &[String]) -> Result<(), String> {
     for (index, row) in rows.iter_mut().enumerate() {
         let nginx_path = format!("/r{index}");
         check_same_bytes(&nginx.addr, &nginx_path, &row.bodies.browser)?;
-        row.stockpile = wrk_with(ADDR, &row.path, CONNECTIONS, &[&accept(BROWSER)])?.0;
-        row.nginx = wrk_with(&nginx.addr, &nginx_path, CONNECTIONS, &[&accept(BROWSER)])?.0;
+        (row.stockpile, row.nginx) = wrk_alternating(
+            (ADDR, &row.path),
+            (&nginx.addr, &nginx_path),
+            CONNECTIONS,
+            &[&accept(BROWSER)],
+            SECONDS,
+        )?;
         println!(
             "{:<34} {:>6} B as it is, {:>6} B {:<4}  stockpile {:>8.0} req/s  nginx {:>8.0} req/s  ({:.0} %)",
             row.name,
@@ -105,7 +114,7 @@ pub fn bench_compression(args: &[String]) -> Result<(), String> {
         );
     }
     drop(nginx);
-    write_report(&rows)
+    write_report(&rows, [&load_before, &load_average()])
 }
 
 fn accept(codings: &str) -> String {
@@ -232,7 +241,8 @@ impl Nginx {
              tcp_nodelay on;\n\
              keepalive_requests 10000000;\n\
              keepalive_timeout 60s;\n\
-             open_file_cache max=64 valid=60s;\n\
+             open_file_cache max=64 inactive=60s;\n\
+             open_file_cache_valid 60s;\n\
              gzip_static on;\n\
              brotli_static on;\n\
              gzip_vary on;\n\
@@ -266,13 +276,17 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, not SIGKILL: the master then stops its workers, which a killed master would
+    /// leave running.
     fn drop(&mut self) {
-        let _ = self.process.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
         let _ = self.process.wait();
     }
 }
 
-fn write_report(rows: &[Row]) -> Result<(), String> {
+fn write_report(rows: &[Row], [load_before, load_after]: [&str; 2]) -> Result<(), String> {
     let mut speed = String::from(
         "| read | coding sent | Stockpile req/s | nginx req/s | Stockpile ÷ nginx |\n|---|---|---:|---:|---:|\n",
     );
@@ -306,8 +320,9 @@ fn write_report(rows: &[Row]) -> Result<(), String> {
 trading days), against nginx 1.22 (Debian's, `gzip_static` and `brotli_static` on, one worker per core, no access \
 log, `sendfile`, open files cached, keep-alive without a request limit) serving the exact bytes the server sends \
 for each read, fetched from it as they are, in br and in gzip. Every request is a hit with a browser's \
-`Accept-Encoding: {BROWSER}`; wrk, 2 threads, {CONNECTIONS} connections, 5 s per read and server, the two \
-alternating read by read, on the same 2 cores as both servers. Before each read is measured, nginx's answer to \
+`Accept-Encoding: {BROWSER}`; wrk, 2 threads, {CONNECTIONS} connections, {ROUNDS} rounds of {SECONDS} s per read, \
+each round the server then nginx, the req/s the mean of the rounds, on the same 2 cores as both servers. Load \
+average (1 min) of the shared machine at the start and the end: {load_before} and {load_after}. Before each read is measured, nginx's answer to \
 the same header is checked to be the server's coding and bytes. Target: ≥ 90 % of nginx's req/s.\n\n{speed}\n\
 Bytes of the body on the wire per read (headers not counted), as it is and in each coding; a browser's header \
 gets br. Target: history 1y and the list at least 4× smaller.\n\n{wire}<!-- bench:compression:end -->",

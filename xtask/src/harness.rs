@@ -274,15 +274,16 @@ pub(crate) fn wrk(
     path: &str,
     connections: u32,
 ) -> Result<(f64, String, String), String> {
-    wrk_with(addr, path, connections, &[])
+    wrk_with(addr, path, connections, &[], 5)
 }
 
-/// [`wrk`] with `headers` (`Name: value`) on every request.
+/// [`wrk`] for `seconds`, with `headers` (`Name: value`) on every request.
 pub(crate) fn wrk_with(
     addr: &str,
     path: &str,
     connections: u32,
     headers: &[&str],
+    seconds: u32,
 ) -> Result<(f64, String, String), String> {
     ensure_wrk()?;
     let output = Command::new("wrk")
@@ -290,7 +291,7 @@ pub(crate) fn wrk_with(
         .args([
             "-t2",
             &format!("-c{connections}"),
-            "-d5s",
+            &format!("-d{seconds}s"),
             "--latency",
             &format!("http://{addr}{path}"),
         ])
@@ -332,4 +333,33 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Rounds of wrk (`seconds` each) a comparison alternates between its two subjects.
+pub(crate) const ROUNDS: u32 = 3;
+
+/// The mean req/s of `a` and of `b` (each `(addr, path)`) over [`ROUNDS`] rounds of wrk at
+/// `connections` for `seconds`, `a` then `b` in each round, so that both share every moment of
+/// a noisy machine.
+pub(crate) fn wrk_alternating(
+    a: (&str, &str),
+    b: (&str, &str),
+    connections: u32,
+    headers: &[&str],
+    seconds: u32,
+) -> Result<(f64, f64), String> {
+    let (mut sum_a, mut sum_b) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        sum_a += wrk_with(a.0, a.1, connections, headers, seconds)?.0;
+        sum_b += wrk_with(b.0, b.1, connections, headers, seconds)?.0;
+    }
+    Ok((sum_a / f64::from(ROUNDS), sum_b / f64::from(ROUNDS)))
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says: how busy the shared cores were.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }

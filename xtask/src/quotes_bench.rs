@@ -14,7 +14,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    connect, ensure_on_redis, exchange, get_json, machine, percentile, prepare, start_server, today,
+    connect, ensure_on_redis, exchange, get_json, load_average, machine, percentile, prepare,
+    start_server, today,
 };
 use crate::write_bench::PrivateRedis;
 
@@ -54,6 +55,7 @@ pub fn bench_quotes(args: &[String]) -> Result<(), String> {
         return Err("usage: cargo xtask bench-quotes".into());
     }
     prepare(DATABASE, &[])?;
+    let load_before = load_average();
     let redis = PrivateRedis::start()?;
     let redis_url = redis.url();
     let setups: [(&'static str, Vec<(&str, &str)>); 2] = [
@@ -100,7 +102,7 @@ pub fn bench_quotes(args: &[String]) -> Result<(), String> {
             batch_bytes,
         });
     }
-    write_report(&figures)
+    write_report(&figures, [&load_before, &load_average()])
 }
 
 /// `/api/quotes` of the first `count` tickers of the list.
@@ -199,7 +201,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-fn write_report(setups: &[Setup]) -> Result<(), String> {
+fn write_report(setups: &[Setup], [load_before, load_after]: [&str; 2]) -> Result<(), String> {
     let mut table = String::from(
         "| cache | answers | batch of 100 p50 / p99 (ms) | detail p50 / p99 (ms) | batch ÷ detail, p50 | batch ÷ detail, p99 | target |\n|---|---|---:|---:|---:|---:|---|\n",
     );
@@ -235,7 +237,8 @@ after 5 warm-up requests, every answer `X-Cache: HIT`. *Cold*: {COLD_SAMPLES} of
 through the admin API (`DELETE /api/cache`) before every sample, so every answer is `X-Cache: MISS`: the batch \
 loads its {BATCH_TICKERS} tickers in one database query and stores {BATCH_TICKERS} entries, the detail loads \
 and stores one. The Redis is a private `redis-server` on loopback. Latency is measured by the client and \
-includes the HTTP round trip.\n\n{table}<!-- bench:quotes:end -->",
+includes the HTTP round trip. Load average (1 min) of the shared machine at the start and the end: \
+{load_before} and {load_after}.\n\n{table}<!-- bench:quotes:end -->",
         today(),
         machine(),
     );

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::compression_bench::WATCHLIST;
 use crate::harness::{
-    cache_status, connect, ensure_on_redis, exchange, machine, prepare, start_server, today, wrk,
-    TempDir,
+    cache_status, connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server,
+    today, wrk_alternating, TempDir, ROUNDS,
 };
 use crate::quotes_bench::quotes_path;
 use crate::write_bench::{spare_port, PrivateRedis};
@@ -35,6 +35,8 @@ const STANDALONE: &str = "127.0.0.1:18250";
 const CLUSTER: &str = "127.0.0.1:18251";
 const SENTINEL: &str = "127.0.0.1:18252";
 const CONNECTIONS: u32 = 64;
+/// Seconds of each round of wrk.
+const SECONDS: u32 = 3;
 const PRIMARIES: usize = 3;
 /// The same on both servers: room for a slow answer on two cores that run wrk, the server and
 /// Redis, so that a late reply under saturation does not switch a server to memory mid-run.
@@ -53,9 +55,10 @@ pub fn bench_topologies(args: &[String]) -> Result<(), String> {
         return Err("usage: cargo xtask bench-topologies".into());
     }
     prepare(DATABASE, &[])?;
+    let load_before = load_average();
     let shares = cluster_shares()?;
     let failover = failover()?;
-    write_report(&shares, &failover)
+    write_report(&shares, &failover, [&load_before, &load_average()])
 }
 
 /// A read and its req/s on standalone and on the cluster, and the servers' fallbacks during it.
@@ -114,8 +117,13 @@ fn cluster_shares() -> Result<Vec<Share>, String> {
             warm(addr, &path)?;
         }
         let before = fallbacks()?;
-        let standalone = wrk(STANDALONE, &path, CONNECTIONS)?.0;
-        let cluster = wrk(CLUSTER, &path, CONNECTIONS)?.0;
+        let (standalone, cluster) = wrk_alternating(
+            (STANDALONE, &path),
+            (CLUSTER, &path),
+            CONNECTIONS,
+            &[],
+            SECONDS,
+        )?;
         let fallbacks = fallbacks()? - before;
         println!(
             "no L1 hit {name:<34} standalone {standalone:>8.0} req/s  cluster {cluster:>8.0} req/s  ({:.0} %){}",
@@ -501,7 +509,11 @@ fn summarise(
     Ok(failover)
 }
 
-fn write_report(shares: &[Share], failover: &Failover) -> Result<(), String> {
+fn write_report(
+    shares: &[Share],
+    failover: &Failover,
+    [load_before, load_after]: [&str; 2],
+) -> Result<(), String> {
     let mut table = String::from(
         "| read | standalone req/s | cluster req/s | cluster ÷ standalone | fallbacks to memory during the pair |\n|---|---:|---:|---:|---:|\n",
     );
@@ -525,10 +537,12 @@ fn write_report(shares: &[Share], failover: &Failover) -> Result<(), String> {
         "<!-- bench:topologies:start -->\nMeasured {} on {} with `cargo xtask bench-topologies`: release build over \
 PostgreSQL 15 (517 tickers × 504 trading days), Redis 7 servers of the task's own on loopback, every server \
 with the first tier off (`CACHE_LOCAL_TTL=0`, so every hit is a Redis round trip) and \
-`REDIS_COMMAND_TIMEOUT_MS={COMMAND_TIMEOUT_MS}`.\n\n\
+`REDIS_COMMAND_TIMEOUT_MS={COMMAND_TIMEOUT_MS}`. Load average (1 min) of the shared machine at the start and \
+the end: {load_before} and {load_after}.\n\n\
 **Hits on a Redis Cluster** of {PRIMARIES} primaries (`redis-cli --cluster create`, no replicas) against a \
 standalone `redis-server`, one server on each, both running throughout: wrk, 2 threads, {CONNECTIONS} \
-connections, 5 s per read and server, the two alternating read by read. Target: ≥ 85 % of standalone.\n\n\
+connections, {ROUNDS} rounds of {SECONDS} s per read, each round standalone then cluster, the req/s the mean of \
+the rounds. Target: ≥ 85 % of standalone.\n\n\
 {table}\n\
 **Sentinel failover**: a primary, a replica and three Sentinels (`down-after-milliseconds {DOWN_AFTER_MS}`, \
 quorum 2); the server on them (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`) under {READERS} keep-alive \
