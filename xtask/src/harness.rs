@@ -363,3 +363,38 @@ pub(crate) fn load_average() -> String {
         .and_then(|text| text.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exchange_reads_the_status_the_headers_and_exactly_the_body() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a spare port");
+        let addr = listener.local_addr().expect("an address").to_string();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().expect("a connection");
+            let mut request = [0; 1024];
+            let _ = socket.read(&mut request);
+            // Two answers back to back: the first must end where its Content-Length says.
+            socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Cache: HIT\r\n\
+                      Content-Encoding:  br \r\n\r\nhelloHTTP/1.1 304 Not Modified\r\n\r\n",
+                )
+                .expect("written");
+            // Open until the second request arrives.
+            let _ = socket.read(&mut request);
+        });
+        let mut stream = connect(&addr).expect("connected");
+        let answer = exchange(&mut stream, "GET", "/", "", "").expect("an answer");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, b"hello");
+        assert_eq!(answer.header("x-cache"), Some("HIT"));
+        assert_eq!(answer.header("content-encoding"), Some("br"));
+        assert_eq!(answer.header("etag"), None);
+        let (status, body) = request(&mut stream, "GET", "/", "", "").expect("the second");
+        assert_eq!((status, body.len()), (304, 0));
+        server.join().expect("the server wrote");
+    }
+}

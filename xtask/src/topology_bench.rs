@@ -574,3 +574,60 @@ The answers between the kill and the first Redis-served one: {answers}.\n<!-- be
     );
     crate::replace_section("docs/benchmarks.md", "# Benchmarks", &section)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read sent `sent_ms` after `base` and answered 1 ms later with `answer`.
+    fn outcome(base: Instant, sent_ms: u64, answer: Option<(u16, &str)>) -> Outcome {
+        let sent = base + Duration::from_millis(sent_ms);
+        Outcome {
+            sent,
+            answered: sent + Duration::from_millis(1),
+            answer: answer.map(|(status, cache)| (status, cache.to_owned())),
+        }
+    }
+
+    #[test]
+    fn the_blackout_ends_at_the_first_hit_sent_after_the_kill() {
+        let base = Instant::now();
+        let killed = base + Duration::from_millis(100);
+        let outcomes = [
+            // Before the kill: a hit that does not end anything.
+            outcome(base, 50, Some((200, "HIT"))),
+            outcome(base, 150, Some((200, "BYPASS"))),
+            outcome(base, 200, None),
+            outcome(base, 300, Some((503, "BYPASS"))),
+            outcome(base, 400, Some((200, "MISS"))),
+            outcome(base, 1_100, Some((200, "HIT"))),
+            outcome(base, 1_200, Some((200, "HIT"))),
+        ];
+        let failover =
+            summarise(killed, &outcomes, [Some(0.5), Some(0.01), Some(1.2)]).expect("summarised");
+        assert!((failover.first_redis_answer - 1.001).abs() < 1e-6);
+        assert_eq!(failover.reads, 6);
+        assert_eq!(failover.non_2xx, 1);
+        assert_eq!(failover.transport_errors, 1);
+        assert_eq!(
+            failover.blackout_answers,
+            [
+                ("200 BYPASS".to_owned(), 1),
+                ("no answer".to_owned(), 1),
+                ("503 BYPASS".to_owned(), 1),
+                ("200 MISS".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failover_with_no_redis_hit_after_the_kill_is_an_error() {
+        let base = Instant::now();
+        let outcomes = [
+            outcome(base, 0, Some((200, "HIT"))),
+            outcome(base, 200, Some((200, "MISS"))),
+        ];
+        let killed = base + Duration::from_millis(100);
+        assert!(summarise(killed, &outcomes, [Some(0.5), None, Some(1.0)]).is_err());
+    }
+}
