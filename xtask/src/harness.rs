@@ -43,14 +43,18 @@ fn database_url(database: &str) -> String {
 /// Builds the release binary, then creates `database` and seeds it (with the extra
 /// `stockpile seed` options `seed_args`) unless it holds stocks already.
 pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> {
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "stockpile",
-        ]),
-    )?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--release", "-p", "stockpile"]);
+    // `cargo xtask` runs with the variables cargo sets for xtask itself (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, …), some of which ring's build script watches: left in, every switch
+    // between this build and a `cargo build --release` from a shell rebuilds ring and all that
+    // depends on it (9 to 12 minutes on 2 shared cores).
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_xtask) {
+            build.env_remove(name);
+        }
+    }
+    run(&mut build)?;
     crate::create_postgres_database(database);
     run(Command::new(binary())
         .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
@@ -58,6 +62,20 @@ pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> 
         .env("DATABASE_URL", database_url(database))
         .env("CACHE_BACKEND", "none")
         .env("RUST_LOG", "warn"))
+}
+
+/// Whether `name` is one of the variables cargo sets for the package it runs (here xtask), not
+/// one of its configuration (`CARGO_TARGET_DIR`, `CARGO_HOME`, …).
+fn set_by_cargo_for_xtask(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .contains(&name)
 }
 
 /// The release server on `addr` over `database`, with `env` added; returns once it listens.
@@ -367,6 +385,25 @@ pub(crate) fn load_average() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_release_build_drops_xtasks_own_variables_and_keeps_the_configuration() {
+        for own in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+        ] {
+            assert!(set_by_cargo_for_xtask(own), "{own}");
+        }
+        for configuration in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_BUILD_JOBS",
+        ] {
+            assert!(!set_by_cargo_for_xtask(configuration), "{configuration}");
+        }
+    }
 
     #[test]
     fn an_exchange_reads_the_status_the_headers_and_exactly_the_body() {
