@@ -10,7 +10,9 @@
 //! latency at 64 connections with wrk (installed from Debian's packages when missing) beside
 //! the same server's `/health` as the reference, with the in-process first tier on and off.
 //! It rewrites the figures of the scale in `docs/benchmarks.md`, and ends with
-//! `cargo xtask bench-writes` (a write's latency as Redis fills up). Bounded: a fixed number of
+//! `cargo xtask bench-quotes` (a batch quote against a detail), `bench-compression` (compressed
+//! hits against nginx), `bench-topologies` (Cluster hits, a Sentinel failover) and
+//! `bench-writes` (a write's latency as Redis fills up), each over the small data set. Bounded: a fixed number of
 //! requests or seconds per read, and the server is stopped at the end.
 
 use std::io::BufReader;
@@ -75,7 +77,7 @@ impl Scale {
 }
 
 /// The reads measured, with the query a dashboard typically sends.
-const READS: &[(&str, &str)] = &[
+pub(crate) const READS: &[(&str, &str)] = &[
     ("list (default)", "/api/stocks"),
     (
         "list (sort=change_percent desc)",
@@ -232,6 +234,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         &without_first_tier,
         &throughput.1,
     )?;
+    crate::quotes_bench::bench_quotes(&[])?;
+    crate::compression_bench::bench_compression(&[])?;
+    crate::topology_bench::bench_topologies(&[])?;
     // Last, since it fills a Redis of its own with a million keys.
     crate::write_bench::bench_writes(&[])
 }

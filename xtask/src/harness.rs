@@ -29,9 +29,11 @@ impl Drop for Server {
     }
 }
 
-/// The release binary `prepare` builds.
+/// The release binary `prepare` builds, in cargo's target directory (`CARGO_TARGET_DIR` when
+/// set).
 pub(crate) fn binary() -> String {
-    "target/release/stockpile".into()
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    format!("{target}/release/stockpile")
 }
 
 fn database_url(database: &str) -> String {
@@ -41,14 +43,18 @@ fn database_url(database: &str) -> String {
 /// Builds the release binary, then creates `database` and seeds it (with the extra
 /// `stockpile seed` options `seed_args`) unless it holds stocks already.
 pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> {
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "stockpile",
-        ]),
-    )?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--release", "-p", "stockpile"]);
+    // `cargo xtask` runs with the variables cargo sets for xtask itself (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, …), some of which ring's build script watches: left in, every switch
+    // between this build and a `cargo build --release` from a shell rebuilds ring and all that
+    // depends on it (9 to 12 minutes on 2 shared cores).
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_xtask) {
+            build.env_remove(name);
+        }
+    }
+    run(&mut build)?;
     crate::create_postgres_database(database);
     run(Command::new(binary())
         .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
@@ -56,6 +62,20 @@ pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> 
         .env("DATABASE_URL", database_url(database))
         .env("CACHE_BACKEND", "none")
         .env("RUST_LOG", "warn"))
+}
+
+/// Whether `name` is one of the variables cargo sets for the package it runs (here xtask), not
+/// one of its configuration (`CARGO_TARGET_DIR`, `CARGO_HOME`, …).
+fn set_by_cargo_for_xtask(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .contains(&name)
 }
 
 /// The release server on `addr` over `database`, with `env` added; returns once it listens.
@@ -115,6 +135,35 @@ pub(crate) fn request(
     headers: &str,
     body: &str,
 ) -> Result<(u16, Vec<u8>), String> {
+    exchange(stream, method, path, headers, body).map(|answer| (answer.status, answer.body))
+}
+
+/// An answer as [`exchange`] reads it.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// Header names lower-cased, values trimmed.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// The value of the header `name` (lower-case), if the answer has it.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// [`request`], keeping the answer's headers too.
+pub(crate) fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<Answer, String> {
     // One write, so that the request leaves in one segment with TCP_NODELAY.
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -133,20 +182,31 @@ pub(crate) fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status line")?;
-    let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         stream.read_line(&mut line).map_err(|e| e.to_string())?;
         if line == "\r\n" || line.is_empty() {
             break;
         }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, body))
+    let mut answer = Answer {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let length = answer
+        .header("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    answer.body = vec![0; length];
+    stream
+        .read_exact(&mut answer.body)
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
 }
 
 /// `GET path` on `stream`, which must answer 200 with JSON.
@@ -232,12 +292,24 @@ pub(crate) fn wrk(
     path: &str,
     connections: u32,
 ) -> Result<(f64, String, String), String> {
+    wrk_with(addr, path, connections, &[], 5)
+}
+
+/// [`wrk`] for `seconds`, with `headers` (`Name: value`) on every request.
+pub(crate) fn wrk_with(
+    addr: &str,
+    path: &str,
+    connections: u32,
+    headers: &[&str],
+    seconds: u32,
+) -> Result<(f64, String, String), String> {
     ensure_wrk()?;
     let output = Command::new("wrk")
+        .args(headers.iter().flat_map(|header| ["-H", header]))
         .args([
             "-t2",
             &format!("-c{connections}"),
-            "-d5s",
+            &format!("-d{seconds}s"),
             "--latency",
             &format!("http://{addr}{path}"),
         ])
@@ -256,4 +328,110 @@ pub(crate) fn wrk(
     };
     let rps = field("Requests/sec:").parse().unwrap_or(0.0);
     Ok((rps, field("50%"), field("99%")))
+}
+
+/// A directory of the task's own under the system's temporary directory, removed when dropped.
+pub(crate) struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(what: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("stockpile-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("could not create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Rounds of wrk (`seconds` each) a comparison alternates between its two subjects.
+pub(crate) const ROUNDS: u32 = 3;
+
+/// The mean req/s of `a` and of `b` (each `(addr, path)`) over [`ROUNDS`] rounds of wrk at
+/// `connections` for `seconds`, `a` then `b` in each round, so that both share every moment of
+/// a noisy machine.
+pub(crate) fn wrk_alternating(
+    a: (&str, &str),
+    b: (&str, &str),
+    connections: u32,
+    headers: &[&str],
+    seconds: u32,
+) -> Result<(f64, f64), String> {
+    let (mut sum_a, mut sum_b) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        sum_a += wrk_with(a.0, a.1, connections, headers, seconds)?.0;
+        sum_b += wrk_with(b.0, b.1, connections, headers, seconds)?.0;
+    }
+    Ok((sum_a / f64::from(ROUNDS), sum_b / f64::from(ROUNDS)))
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says: how busy the shared cores were.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_build_drops_xtasks_own_variables_and_keeps_the_configuration() {
+        for own in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+        ] {
+            assert!(set_by_cargo_for_xtask(own), "{own}");
+        }
+        for configuration in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_BUILD_JOBS",
+        ] {
+            assert!(!set_by_cargo_for_xtask(configuration), "{configuration}");
+        }
+    }
+
+    #[test]
+    fn an_exchange_reads_the_status_the_headers_and_exactly_the_body() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a spare port");
+        let addr = listener.local_addr().expect("an address").to_string();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().expect("a connection");
+            let mut request = [0; 1024];
+            let _ = socket.read(&mut request);
+            // Two answers back to back: the first must end where its Content-Length says.
+            socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Cache: HIT\r\n\
+                      Content-Encoding:  br \r\n\r\nhelloHTTP/1.1 304 Not Modified\r\n\r\n",
+                )
+                .expect("written");
+            // Open until the second request arrives.
+            let _ = socket.read(&mut request);
+        });
+        let mut stream = connect(&addr).expect("connected");
+        let answer = exchange(&mut stream, "GET", "/", "", "").expect("an answer");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, b"hello");
+        assert_eq!(answer.header("x-cache"), Some("HIT"));
+        assert_eq!(answer.header("content-encoding"), Some("br"));
+        assert_eq!(answer.header("etag"), None);
+        let (status, body) = request(&mut stream, "GET", "/", "", "").expect("the second");
+        assert_eq!((status, body.len()), (304, 0));
+        server.join().expect("the server wrote");
+    }
 }

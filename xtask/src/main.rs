@@ -1,11 +1,14 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 
 mod bench;
+mod compression_bench;
 mod coverage;
 mod fuzz;
 mod harness;
+mod quotes_bench;
 mod soak;
 mod stream_bench;
+mod topology_bench;
 mod write_bench;
 
 use std::net::{SocketAddr, TcpStream};
@@ -27,11 +30,23 @@ const TASKS: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput; rewrites docs/benchmarks.md",
+        "[--scale small|large] uncached, cold-miss and hit latency of every read, hit throughput, then the bench-* below but streams; rewrites docs/benchmarks.md",
+    ),
+    (
+        "bench-compression",
+        "compressed hits of every read against nginx gzip_static/brotli_static serving the same bytes, bytes on the wire; rewrites its part of docs/benchmarks.md",
+    ),
+    (
+        "bench-quotes",
+        "a 100-ticker batch quote against a single detail, hits and cold, in one run; rewrites its part of docs/benchmarks.md",
     ),
     (
         "bench-streams",
         "event latency across two instances over 1,000 writes, memory per idle stream at 2,000, hit throughput beside them; rewrites its part of docs/benchmarks.md",
+    ),
+    (
+        "bench-topologies",
+        "hits on a 3-primary Redis Cluster as a share of standalone (first tier off), Sentinel failover blackout; rewrites its part of docs/benchmarks.md",
     ),
     (
         "bench-writes",
@@ -74,6 +89,15 @@ fn main() -> ExitCode {
         Some("openapi") => openapi(),
         Some("layers") => layers(),
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("bench-compression") => {
+            compression_bench::bench_compression(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
+        Some("bench-quotes") => {
+            quotes_bench::bench_quotes(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
+        Some("bench-topologies") => {
+            topology_bench::bench_topologies(&std::env::args().skip(2).collect::<Vec<_>>())
+        }
         Some("bench-writes") => {
             write_bench::bench_writes(&std::env::args().skip(2).collect::<Vec<_>>())
         }

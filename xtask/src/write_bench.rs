@@ -33,12 +33,11 @@ pub(crate) struct PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.kill();
     }
 }
 
-fn spare_port() -> Result<u16, String> {
+pub(crate) fn spare_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener
         .local_addr()
@@ -47,11 +46,17 @@ fn spare_port() -> Result<u16, String> {
 }
 
 impl PrivateRedis {
+    /// A redis-server on a spare port that keeps nothing on disk.
     pub(crate) fn start() -> Result<Self, String> {
-        let port = spare_port()?;
+        Self::start_on(spare_port()?, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A redis-server on `port` with `args` before the port (a configuration file first, or
+    /// options such as a cluster node's or a replica's); returns once it listens.
+    pub(crate) fn start_on(port: u16, args: &[&str]) -> Result<Self, String> {
         let process = Command::new("redis-server")
+            .args(args)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("could not start redis-server (is it installed?): {e}"))?;
@@ -59,11 +64,21 @@ impl PrivateRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
-                return Err("redis-server did not listen within 10 s".into());
+                return Err(format!("redis-server did not listen on {port} within 10 s"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(redis)
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 
     pub(crate) fn url(&self) -> String {
