@@ -29,31 +29,74 @@ impl Drop for Server {
     }
 }
 
-/// The release binary `prepare` builds.
+/// The release binary `prepare` builds, under `CARGO_TARGET_DIR` when one is exported.
 pub(crate) fn binary() -> String {
-    "target/release/stockpile".into()
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    format!("{target}/release/stockpile")
 }
 
-fn database_url(database: &str) -> String {
+/// The local PostgreSQL's `database`, as the password-less role `postgres`.
+pub(crate) fn database_url(database: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// A loopback port nothing listens on right now.
+pub(crate) fn spare_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until something listens on `addr`; `what` names it when nothing does within `within`.
+pub(crate) fn wait_for_listener(addr: &str, within: Duration, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{what} did not start listening on {addr} within {within:?}"
+    ))
 }
 
 /// Builds the release binary, then creates `database` and seeds it (with the extra
 /// `stockpile seed` options `seed_args`) unless it holds stocks already.
 pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> {
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "stockpile",
-        ]),
-    )?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--release", "-p", "stockpile"]);
+    // `cargo xtask` runs this task with xtask's package variables set (`CARGO_MANIFEST_DIR`,
+    // `CARGO_PKG_NAME`, …): ring's build script tracks them, so passing them on would rebuild
+    // ring and everything above it whenever a plain `cargo build` came before.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|package_variable| name.starts_with(package_variable))
+        {
+            build.env_remove(name.as_ref());
+        }
+    }
+    run(&mut build)?;
     crate::create_postgres_database(database);
-    run(Command::new(binary())
+    seed(&binary(), &database_url(database), seed_args)
+}
+
+/// `binary seed --if-empty` over `database_url`, with the extra options `seed_args`, ending on
+/// the day every figure and test of the project is dated by.
+pub(crate) fn seed(binary: &str, database_url: &str, seed_args: &[&str]) -> Result<(), String> {
+    run(Command::new(binary)
         .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
         .args(seed_args)
-        .env("DATABASE_URL", database_url(database))
+        .env("DATABASE_URL", database_url)
         .env("CACHE_BACKEND", "none")
         .env("RUST_LOG", "warn"))
 }
@@ -64,20 +107,20 @@ pub(crate) fn start_server(
     database: &str,
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
-    start_server_from(&binary(), addr, database, env)
+    start_server_from(&binary(), addr, &database_url(database), env)
 }
 
-/// The server `binary` (this commit's release build, or another's to compare with), as
-/// [`start_server`] starts it.
+/// The server `binary` (this commit's release build, or another's to compare with) over
+/// `database_url`, as [`start_server`] starts it.
 pub(crate) fn start_server_from(
     binary: &str,
     addr: &str,
-    database: &str,
+    database_url: &str,
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
     let child = Command::new(binary)
         .arg("serve")
-        .env("DATABASE_URL", database_url(database))
+        .env("DATABASE_URL", database_url)
         .env("BIND_ADDR", addr)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
@@ -86,14 +129,8 @@ pub(crate) fn start_server_from(
         .spawn()
         .map_err(|e| format!("could not start the server: {e}"))?;
     let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(server);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("the server did not start listening within 60 s".into())
+    wait_for_listener(addr, Duration::from_secs(60), "the server")?;
+    Ok(server)
 }
 
 /// A keep-alive connection to the server, with Nagle off so that each request leaves at once.
@@ -106,6 +143,23 @@ pub(crate) fn connect(addr: &str) -> Result<BufReader<TcpStream>, String> {
     Ok(BufReader::new(stream))
 }
 
+/// An answer: its status, its header fields (names in lower case) and its body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of the header field `name` (lower case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// One request on a keep-alive connection, `headers` being extra header lines each ending in
 /// CRLF; returns the status and the body.
 pub(crate) fn request(
@@ -115,6 +169,17 @@ pub(crate) fn request(
     headers: &str,
     body: &str,
 ) -> Result<(u16, Vec<u8>), String> {
+    exchange(stream, method, path, headers, body).map(|answer| (answer.status, answer.body))
+}
+
+/// As [`request`], the whole answer.
+pub(crate) fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<Answer, String> {
     // One write, so that the request leaves in one segment with TCP_NODELAY.
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -133,20 +198,31 @@ pub(crate) fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status line")?;
-    let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         stream.read_line(&mut line).map_err(|e| e.to_string())?;
         if line == "\r\n" || line.is_empty() {
             break;
         }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, body))
+    let mut answer = Answer {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let length = answer
+        .header("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    answer.body = vec![0; length];
+    stream
+        .read_exact(&mut answer.body)
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
 }
 
 /// `GET path` on `stream`, which must answer 200 with JSON.
