@@ -15,13 +15,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::spare_port;
 use crate::harness::{
     connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server, today,
     wrk_alternating, TempDir, ROUNDS,
 };
 use crate::quotes_bench::quotes_path;
 use crate::run;
-use crate::write_bench::{spare_port, PrivateRedis};
+use crate::write_bench::PrivateRedis;
 
 const DATABASE: &str = "stockpile_bench";
 const ADDR: &str = "127.0.0.1:18240";

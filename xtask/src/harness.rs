@@ -36,8 +36,32 @@ pub(crate) fn binary() -> String {
     format!("{target}/release/stockpile")
 }
 
-fn database_url(database: &str) -> String {
+/// The local PostgreSQL's `database`, as the password-less role `postgres`.
+pub(crate) fn database_url(database: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// A loopback port nothing listens on right now.
+pub(crate) fn spare_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until something listens on `addr`; `what` names it when nothing does within `within`.
+pub(crate) fn wait_for_listener(addr: &str, within: Duration, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{what} did not start listening on {addr} within {within:?}"
+    ))
 }
 
 /// Builds the release binary, then creates `database` and seeds it (with the extra
@@ -56,10 +80,16 @@ pub(crate) fn prepare(database: &str, seed_args: &[&str]) -> Result<(), String> 
     }
     run(&mut build)?;
     crate::create_postgres_database(database);
-    run(Command::new(binary())
+    seed(&binary(), &database_url(database), seed_args)
+}
+
+/// `binary seed --if-empty` over `database_url`, with the extra options `seed_args`, ending on
+/// the day every figure and test of the project is dated by.
+pub(crate) fn seed(binary: &str, database_url: &str, seed_args: &[&str]) -> Result<(), String> {
+    run(Command::new(binary)
         .args(["seed", "--if-empty", "--last-date", "2025-11-21"])
         .args(seed_args)
-        .env("DATABASE_URL", database_url(database))
+        .env("DATABASE_URL", database_url)
         .env("CACHE_BACKEND", "none")
         .env("RUST_LOG", "warn"))
 }
@@ -84,20 +114,20 @@ pub(crate) fn start_server(
     database: &str,
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
-    start_server_from(&binary(), addr, database, env)
+    start_server_from(&binary(), addr, &database_url(database), env)
 }
 
-/// The server `binary` (this commit's release build, or another's to compare with), as
-/// [`start_server`] starts it.
+/// The server `binary` (this commit's release build, or another's to compare with) over
+/// `database_url`, as [`start_server`] starts it.
 pub(crate) fn start_server_from(
     binary: &str,
     addr: &str,
-    database: &str,
+    database_url: &str,
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
     let child = Command::new(binary)
         .arg("serve")
-        .env("DATABASE_URL", database_url(database))
+        .env("DATABASE_URL", database_url)
         .env("BIND_ADDR", addr)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
@@ -106,14 +136,8 @@ pub(crate) fn start_server_from(
         .spawn()
         .map_err(|e| format!("could not start the server: {e}"))?;
     let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(server);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("the server did not start listening within 60 s".into())
+    wait_for_listener(addr, Duration::from_secs(60), "the server")?;
+    Ok(server)
 }
 
 /// A keep-alive connection to the server, with Nagle off so that each request leaves at once.
@@ -124,6 +148,23 @@ pub(crate) fn connect(addr: &str) -> Result<BufReader<TcpStream>, String> {
         .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(|e| e.to_string())?;
     Ok(BufReader::new(stream))
+}
+
+/// An answer: its status, its header fields (names in lower case) and its body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of the header field `name` (lower case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// One request on a keep-alive connection, `headers` being extra header lines each ending in
@@ -138,25 +179,7 @@ pub(crate) fn request(
     exchange(stream, method, path, headers, body).map(|answer| (answer.status, answer.body))
 }
 
-/// An answer as [`exchange`] reads it.
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    /// Header names lower-cased, values trimmed.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Answer {
-    /// The value of the header `name` (lower-case), if the answer has it.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// [`request`], keeping the answer's headers too.
+/// As [`request`], the whole answer.
 pub(crate) fn exchange(
     stream: &mut BufReader<TcpStream>,
     method: &str,
@@ -190,7 +213,7 @@ pub(crate) fn exchange(
             break;
         }
         if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
     let mut answer = Answer {

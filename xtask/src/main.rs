@@ -1,19 +1,13 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 
-mod bench;
-mod compression_bench;
-mod coverage;
-mod fuzz;
-mod harness;
-mod quotes_bench;
-mod soak;
-mod stream_bench;
-mod topology_bench;
-mod write_bench;
-
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Duration;
+
+use xtask::{
+    bench, compression_bench, coverage, create_postgres_database, fleet, fuzz, quotes_bench, run,
+    soak, stream_bench, topology_bench, write_bench,
+};
 
 const TASKS: &[(&str, &str)] = &[
     (
@@ -55,6 +49,10 @@ const TASKS: &[(&str, &str)] = &[
     (
         "soak",
         "mixed read/write load for --minutes N (default 5): throughput, errors, memory growth",
+    ),
+    (
+        "fleet",
+        "[--instances N] [--topology standalone|sentinel|cluster] [--seconds N] N instances behind nginx under mixed load: no 5xx, one ETag per body, no stale read after a write on another instance; throughput, p50/p99, visibility delay",
     ),
     (
         "coverage",
@@ -105,6 +103,7 @@ fn main() -> ExitCode {
             stream_bench::bench_streams(&std::env::args().skip(2).collect::<Vec<_>>())
         }
         Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("fleet") => fleet::fleet(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("coverage") => coverage::coverage(),
         Some("fuzz") => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("ci") => cargo(&["fmt", "--all", "--", "--check"])
@@ -143,53 +142,6 @@ fn main() -> ExitCode {
 
 fn cargo(args: &[&str]) -> Result<(), String> {
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("could not run {command:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} failed with {status}"))
-    }
-}
-
-/// Installs `cargo-<name>` from crates.io unless `cargo <name>` already runs.
-fn ensure_cargo_subcommand(name: &str) -> Result<(), String> {
-    let installed = Command::new("cargo")
-        .args([name, "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if installed {
-        return Ok(());
-    }
-    println!("xtask: installing cargo-{name} from crates.io");
-    run(Command::new("cargo").args(["install", &format!("cargo-{name}"), "--locked"]))
-}
-
-/// Replaces the `section` of the Markdown file at `path` that starts and ends with the markers
-/// that are the section's first and last lines (`<!-- name:start -->`, `<!-- name:end -->`);
-/// without them, appends it, under `title` when the file is new.
-fn replace_section(path: &str, title: &str, section: &str) -> Result<(), String> {
-    let start_marker = section.lines().next().unwrap_or_default();
-    let end_marker = section.lines().last().unwrap_or_default();
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(start_marker), current.find(end_marker)) {
-        (Some(start), Some(end)) => format!(
-            "{}{section}{}",
-            &current[..start],
-            &current[end + end_marker.len()..]
-        ),
-        _ if current.is_empty() => format!("{title}\n\n{section}\n"),
-        _ => format!("{current}\n{section}\n"),
-    };
-    std::fs::write(path, updated).map_err(|e| format!("could not write {path}: {e}"))?;
-    println!("updated {path}");
-    Ok(())
 }
 
 fn answers(addr: &str) -> bool {
@@ -263,23 +215,6 @@ fn seed_postgres(url: &str) -> Result<(), String> {
     run(&mut seed).map_err(|_| format!("{url} could not be seeded (see above)"))
 }
 
-fn create_postgres_database(name: &str) {
-    // Fails harmlessly when the database already exists, or psql is missing: seeding, which
-    // comes next, says whether the database is there.
-    let _ = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output();
-}
-
 fn openapi() -> Result<(), String> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["run", "--quiet", "-p", "stockpile", "--", "openapi"])
@@ -339,6 +274,10 @@ const OPTIONAL_ONLY: &[(&str, &str, &str, &str)] = &[(
 /// Crates only tests may use: nothing names them but as a dev-dependency, so nothing that
 /// ships builds them.
 const DEV_ONLY: &[&str] = &["stockpile-test-support"];
+
+/// The one crate that may depend on the dev-only crates as a normal dependency: the project's
+/// automation, which ships nothing either (`fleet` starts the tests' Sentinels and clusters).
+const AUTOMATION: &str = "xtask";
 
 fn layers() -> Result<(), String> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -403,7 +342,10 @@ fn layers() -> Result<(), String> {
     for package in &packages {
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
             let name = dependency["name"].as_str().unwrap_or_default();
-            if DEV_ONLY.contains(&name) && dependency["kind"] != "dev" {
+            if DEV_ONLY.contains(&name)
+                && dependency["kind"] != "dev"
+                && package["name"] != AUTOMATION
+            {
                 violations.push(format!(
                     "{} may name {name} only as a dev-dependency",
                     package["name"].as_str().unwrap_or_default()

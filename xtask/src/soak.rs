@@ -20,7 +20,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, Server};
+use crate::harness::{self, Answer, Server};
 
 const DATABASE: &str = "stockpile_soak";
 const ADDR: &str = "127.0.0.1:18090";
@@ -73,10 +73,10 @@ fn options(args: &[String]) -> Result<Options, String> {
 }
 
 /// A small deterministic generator (splitmix64): the load needs variety, not secrecy.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -84,36 +84,48 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a, T: ?Sized>(&mut self, items: &'a [&'a T]) -> &'a T {
+    pub(crate) fn pick<'a, T: ?Sized>(&mut self, items: &'a [&'a T]) -> &'a T {
         items[self.below(items.len())]
     }
 }
 
-/// The seeded tickers and sectors, as the server lists them.
-struct Universe {
-    tickers: Vec<String>,
-    sectors: Vec<String>,
+/// The seeded tickers and sectors, as the server lists them, and the tickers the load writes
+/// (which its reads ask for now and then).
+pub(crate) struct Universe {
+    pub(crate) tickers: Vec<String>,
+    pub(crate) sectors: Vec<String>,
+    pub(crate) written: &'static [&'static str],
 }
 
-/// A keep-alive connection that reconnects after an error, and after `REUSE` requests.
-#[derive(Default)]
-struct Client {
+/// A keep-alive connection to `addr` that reconnects after an error, and after `REUSE`
+/// requests.
+pub(crate) struct Client {
+    addr: String,
     stream: Option<BufReader<TcpStream>>,
     used: u32,
 }
 
 impl Client {
-    fn send(
+    pub(crate) fn new(addr: &str) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            stream: None,
+            used: 0,
+        }
+    }
+
+    /// The answer and how long it took.
+    pub(crate) fn send(
         &mut self,
         method: &str,
         path: &str,
         headers: &str,
         body: &str,
-    ) -> Result<(u16, Vec<u8>, Duration), String> {
+    ) -> Result<(Answer, Duration), String> {
         if self.used >= REUSE {
             self.stream = None;
         }
@@ -121,38 +133,39 @@ impl Client {
             Some(stream) => stream,
             None => {
                 self.used = 0;
-                self.stream.insert(harness::connect(ADDR)?)
+                self.stream.insert(harness::connect(&self.addr)?)
             }
         };
         self.used += 1;
         let started = Instant::now();
-        let answer = harness::request(stream, method, path, headers, body);
+        let answer = harness::exchange(stream, method, path, headers, body);
         if answer.is_err() {
             self.stream = None;
         }
-        answer.map(|(status, body)| (status, body, started.elapsed()))
+        answer.map(|answer| (answer, started.elapsed()))
     }
 }
 
 /// What one kind of request (reads or writes) met.
 #[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u32>,
-    unexpected: BTreeMap<u16, u64>,
+pub(crate) struct Tally {
+    pub(crate) latencies_us: Vec<u32>,
+    pub(crate) unexpected: BTreeMap<u16, u64>,
     expected_404: u64,
-    transport_errors: u64,
-    first_errors: Vec<String>,
+    pub(crate) transport_errors: u64,
+    pub(crate) first_errors: Vec<String>,
 }
 
 impl Tally {
-    fn record(
+    pub(crate) fn record(
         &mut self,
         what: &str,
-        answer: Result<(u16, Vec<u8>, Duration), String>,
+        answer: &Result<(Answer, Duration), String>,
         may_be_gone: bool,
     ) {
         match answer {
-            Ok((status, _, elapsed)) => {
+            Ok((Answer { status, .. }, elapsed)) => {
+                let (status, elapsed) = (*status, *elapsed);
                 self.latencies_us
                     .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
                 match status {
@@ -171,13 +184,13 @@ impl Tally {
         }
     }
 
-    fn note(&mut self, error: String) {
+    pub(crate) fn note(&mut self, error: String) {
         if self.first_errors.len() < 5 {
             self.first_errors.push(error);
         }
     }
 
-    fn merge(&mut self, other: Tally) {
+    pub(crate) fn merge(&mut self, other: Tally) {
         self.latencies_us.extend(other.latencies_us);
         for (status, n) in other.unexpected {
             *self.unexpected.entry(status).or_default() += n;
@@ -189,17 +202,18 @@ impl Tally {
         }
     }
 
-    fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.latencies_us.len() as u64 + self.transport_errors
     }
 }
 
-/// A read path and whether its ticker is one the writer deletes (so a 404 is expected).
-fn read_path(rng: &mut Rng, universe: &Universe) -> (String, bool) {
+/// A read path and whether its ticker is one the writer writes (so a 404 is expected when
+/// the writer deletes).
+pub(crate) fn read_path(rng: &mut Rng, universe: &Universe) -> (String, bool) {
     let hot = rng.below(2) == 0;
     let sector = urlencode(&universe.sectors[rng.below(universe.sectors.len())]);
     let (ticker, soak) = if rng.below(20) == 0 {
-        (rng.pick(SOAK_TICKERS), true)
+        (rng.pick(universe.written), true)
     } else if hot {
         (universe.tickers[rng.below(10)].as_str(), false)
     } else {
@@ -262,7 +276,7 @@ fn read_path(rng: &mut Rng, universe: &Universe) -> (String, bool) {
     (path, soak && (3..=6).contains(&family))
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -276,12 +290,12 @@ fn urlencode(text: &str) -> String {
 
 fn read_loop(seed: u64, deadline: Instant, universe: &Universe, done: &AtomicU64) -> Tally {
     let mut rng = Rng(seed);
-    let mut client = Client::default();
+    let mut client = Client::new(ADDR);
     let mut tally = Tally::default();
     while Instant::now() < deadline {
         let (path, may_be_gone) = read_path(&mut rng, universe);
         let answer = client.send("GET", &path, "", "");
-        tally.record(&format!("GET {path}"), answer, may_be_gone);
+        tally.record(&format!("GET {path}"), &answer, may_be_gone);
         done.fetch_add(1, Ordering::Relaxed);
     }
     tally
@@ -291,7 +305,7 @@ fn read_loop(seed: u64, deadline: Instant, universe: &Universe, done: &AtomicU64
 /// turn, and deleted every eighth turn.
 fn write_loop(deadline: Instant, auth: &str, done: &AtomicU64) -> Tally {
     let mut rng = Rng(0x50a6);
-    let mut client = Client::default();
+    let mut client = Client::new(ADDR);
     let mut tally = Tally::default();
     let json = format!("{auth}Content-Type: application/json\r\n");
     for turn in 0.. {
@@ -313,7 +327,7 @@ fn write_loop(deadline: Instant, auth: &str, done: &AtomicU64) -> Tally {
             _ => ("POST", format!("{path}/prices"), bars(&mut rng)),
         };
         let answer = client.send(method, &path, &json, &body);
-        tally.record(&format!("{method} {path}"), answer, false);
+        tally.record(&format!("{method} {path}"), &answer, false);
         done.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(WRITE_EVERY);
     }
@@ -321,7 +335,7 @@ fn write_loop(deadline: Instant, auth: &str, done: &AtomicU64) -> Tally {
 }
 
 /// Five bars of one of the seed's last trading weeks.
-fn bars(rng: &mut Rng) -> String {
+pub(crate) fn bars(rng: &mut Rng) -> String {
     let monday = BAR_WEEKS[rng.below(BAR_WEEKS.len())];
     let bars: Vec<String> = (0..5)
         .map(|day| {
@@ -385,7 +399,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// A bearer token for this run only, never printed.
-fn fresh_token() -> Result<String, String> {
+pub(crate) fn fresh_token() -> Result<String, String> {
     let mut bytes = [0u8; 24];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").map_err(|e| e.to_string())?,
@@ -395,8 +409,11 @@ fn fresh_token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Lists every stock, page by page.
-fn universe(stream: &mut BufReader<TcpStream>) -> Result<Universe, String> {
+/// Lists every stock, page by page; `written` are the tickers the load writes.
+pub(crate) fn universe(
+    stream: &mut BufReader<TcpStream>,
+    written: &'static [&'static str],
+) -> Result<Universe, String> {
     let mut tickers = Vec::new();
     let mut sectors = Vec::new();
     for page in 1.. {
@@ -416,7 +433,11 @@ fn universe(stream: &mut BufReader<TcpStream>) -> Result<Universe, String> {
     if tickers.len() < 10 || sectors.is_empty() {
         return Err(format!("the database holds only {} stocks", tickers.len()));
     }
-    Ok(Universe { tickers, sectors })
+    Ok(Universe {
+        tickers,
+        sectors,
+        written,
+    })
 }
 
 pub fn soak(args: &[String]) -> Result<(), String> {
@@ -451,7 +472,7 @@ pub fn soak(args: &[String]) -> Result<(), String> {
     if status != 200 {
         return Err(format!("clearing the cache answered {status}"));
     }
-    let universe = universe(&mut setup)?;
+    let universe = universe(&mut setup, SOAK_TICKERS)?;
     harness::ensure_on_redis(ADDR)?;
     println!(
         "soak: {} s, {} read connections and one writer, against {} tickers on {ADDR}",

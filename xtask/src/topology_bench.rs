@@ -22,12 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::compression_bench::WATCHLIST;
+use crate::harness::spare_port;
 use crate::harness::{
     cache_status, connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server,
     today, wrk_alternating, TempDir, ROUNDS,
 };
 use crate::quotes_bench::quotes_path;
-use crate::write_bench::{spare_port, PrivateRedis};
+use crate::write_bench::PrivateRedis;
 
 const DATABASE: &str = "stockpile_bench";
 const PREFIX: &str = "stockpile-bench-topologies:";

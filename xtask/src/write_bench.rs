@@ -10,13 +10,13 @@
 //! compared; the figures go to `docs/benchmarks.md`.
 
 use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    binary, connect, get_json, machine, percentile, prepare, request, start_server_from, today,
-    Server,
+    binary, connect, database_url, get_json, machine, percentile, prepare, request, spare_port,
+    start_server_from, today, wait_for_listener, Server,
 };
 
 const DATABASE: &str = "stockpile_bench";
@@ -37,14 +37,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-pub(crate) fn spare_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|e| e.to_string())
-}
-
 impl PrivateRedis {
     /// A redis-server on a spare port that keeps nothing on disk.
     pub(crate) fn start() -> Result<Self, String> {
@@ -61,13 +53,11 @@ impl PrivateRedis {
             .spawn()
             .map_err(|e| format!("could not start redis-server (is it installed?): {e}"))?;
         let redis = Self { process, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("redis-server did not listen on {port} within 10 s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(
+            &format!("127.0.0.1:{port}"),
+            Duration::from_secs(10),
+            "redis-server",
+        )?;
         Ok(redis)
     }
 
@@ -148,7 +138,7 @@ pub fn bench_writes(args: &[String]) -> Result<(), String> {
         let server = start_server_from(
             &path,
             &addr,
-            DATABASE,
+            &database_url(DATABASE),
             &[
                 ("CACHE_BACKEND", "redis"),
                 ("REDIS_URL", &redis.url()),

@@ -18,6 +18,7 @@ mod docs;
 mod durability;
 mod fleet;
 mod invalidation;
+mod load_balancer;
 mod outage;
 mod quotes;
 mod readme;
