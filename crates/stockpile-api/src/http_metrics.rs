@@ -252,6 +252,11 @@ fn render_faults(out: &mut String, faults: CacheFaults) {
             faults.fallbacks,
             "Times in-process memory took over because Redis was found unreachable.",
         ),
+        (
+            "stockpile_cache_unconfirmed_invalidations_total",
+            faults.unconfirmed_invalidations,
+            "Invalidations some other instance did not confirm in time; it may have served the older entry from memory.",
+        ),
     ] {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
@@ -293,6 +298,7 @@ mod tests {
         let faults = CacheFaults {
             failed_commands: 7,
             fallbacks: 1,
+            unconfirmed_invalidations: 2,
         };
         let streams = StreamCounters {
             open: 3,
@@ -315,6 +321,7 @@ mod tests {
         );
         assert!(page.contains("stockpile_cache_failed_commands_total 7\n"));
         assert!(page.contains("stockpile_cache_fallbacks_total 1\n"));
+        assert!(page.contains("stockpile_cache_unconfirmed_invalidations_total 2\n"));
         assert!(
             page.contains("stockpile_database_circuit_opened_total 2\n"),
             "{page}"

@@ -77,6 +77,10 @@ pub struct CacheStatusView {
     pub failed_commands: u64,
     /// Times in-process memory took over because Redis was found unreachable.
     pub fallbacks: u64,
+    /// Invalidations made here that some other instance did not confirm within ten command
+    /// timeouts: it may have served the older entry from its memory for up to
+    /// `CACHE_LOCAL_TTL`.
+    pub unconfirmed_invalidations: u64,
 }
 
 /// How many keys an operation removed.
@@ -104,6 +108,7 @@ pub async fn cache_status(state: web::Data<ApiState>) -> HttpResponse {
         errors: metrics.total(CacheEvent::Error),
         failed_commands: faults.failed_commands,
         fallbacks: faults.fallbacks,
+        unconfirmed_invalidations: faults.unconfirmed_invalidations,
     };
     HttpResponse::Ok().json(view)
 }

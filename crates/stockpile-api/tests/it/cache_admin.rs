@@ -60,7 +60,8 @@ async fn status_is_public_and_adds_this_process_counters() {
             "enabled": true, "available": true, "backend": "redis", "topology": "standalone",
             "degraded": false,
             "key_prefix": "stockpile:", "hits": 2, "misses": 1, "errors": 0,
-            "failed_commands": 0, "fallbacks": 0
+            "failed_commands": 0, "fallbacks": 0,
+            "unconfirmed_invalidations": 0
         })
     );
 }

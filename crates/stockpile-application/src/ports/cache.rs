@@ -24,6 +24,9 @@ pub struct CacheFaults {
     pub failed_commands: u64,
     /// Times memory took over because Redis was found unreachable.
     pub fallbacks: u64,
+    /// Invalidations that some instance receiving them did not confirm in time: that
+    /// instance may have served the older entry from its memory for up to `CACHE_LOCAL_TTL`.
+    pub unconfirmed_invalidations: u64,
 }
 
 /// Where a cache stands: each state names the backend it concerns, so none can contradict

@@ -470,6 +470,7 @@ impl Cache for FallbackCache {
             faults: CacheFaults {
                 failed_commands: self.shared.failed_commands.load(Ordering::Relaxed),
                 fallbacks: self.shared.fallbacks.load(Ordering::Relaxed),
+                unconfirmed_invalidations: self.shared.tiers.unconfirmed(),
             },
         }
     }

@@ -2,10 +2,12 @@
 //! one type, one encoder, one parser.
 //!
 //! On the wire (the channel `<prefix>__invalidate`) a payload is text,
-//! `<origin> key <key>`, `<origin> match <pattern>` or `<origin> clear`, keys and patterns
-//! relative to the prefix; several keys travel as one payload each. The origin names the
-//! sending cache (no spaces), so that it can skip its own messages; a key or a pattern is the
-//! rest of the payload and may hold any character.
+//! `<origin> <id> key <key>`, `<origin> <id> match <pattern>` or `<origin> <id> clear`, keys
+//! and patterns relative to the prefix; several keys travel as one payload each, numbered on
+//! from the message's id. The origin names the sending cache (no spaces), so that it can skip
+//! its own messages, and the id is what a receiver confirms back to it
+//! ([`super::acknowledgements`]); a key or a pattern is the rest of the payload and may hold
+//! any character.
 
 /// What a write or an operator made stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +20,11 @@ pub(crate) enum Invalidation {
     All,
 }
 
-/// An [`Invalidation`] and the cache that made it.
+/// An [`Invalidation`], the cache that made it, and the id of its first payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Message {
     pub origin: String,
+    pub id: u64,
     pub invalidation: Invalidation,
 }
 
@@ -31,16 +34,18 @@ pub(crate) struct Message {
 pub(crate) struct Garbage(pub String);
 
 impl Message {
-    /// The payloads the message is published as, in order: one per key, or one.
+    /// The payloads the message is published as, in order: one per key (numbered from the
+    /// message's id), or one.
     pub fn encode(&self) -> Vec<String> {
         let origin = &self.origin;
+        let id = self.id;
         match &self.invalidation {
-            Invalidation::Keys(keys) => keys
-                .iter()
-                .map(|key| format!("{origin} key {key}"))
+            Invalidation::Keys(keys) => (id..)
+                .zip(keys)
+                .map(|(id, key)| format!("{origin} {id} key {key}"))
                 .collect(),
-            Invalidation::Pattern(pattern) => vec![format!("{origin} match {pattern}")],
-            Invalidation::All => vec![format!("{origin} clear")],
+            Invalidation::Pattern(pattern) => vec![format!("{origin} {id} match {pattern}")],
+            Invalidation::All => vec![format!("{origin} {id} clear")],
         }
     }
 
@@ -53,9 +58,13 @@ impl Message {
         let garbage = || Garbage(String::from_utf8_lossy(payload).into_owned());
         let text = std::str::from_utf8(payload).map_err(|_| garbage())?;
         let (origin, rest) = text.split_once(' ').ok_or_else(garbage)?;
-        if origin.is_empty() {
+        let (id, rest) = rest.split_once(' ').ok_or_else(garbage)?;
+        // Only the digits `encode` writes: no sign, no leading zero.
+        let canonical = id == "0" || !id.starts_with('0');
+        if origin.is_empty() || !canonical || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(garbage());
         }
+        let id = id.parse().map_err(|_| garbage())?;
         let invalidation = match rest.split_once(' ') {
             Some(("key", key)) => Invalidation::Keys(vec![key.to_owned()]),
             Some(("match", pattern)) => Invalidation::Pattern(pattern.to_owned()),
@@ -64,6 +73,7 @@ impl Message {
         };
         Ok(Self {
             origin: origin.to_owned(),
+            id,
             invalidation,
         })
     }
@@ -87,9 +97,10 @@ mod tests {
         #[test]
         fn every_message_reads_back_as_written(
             origin in "[^ ]{1,40}",
+            id in 0..u64::MAX / 2,
             invalidation in invalidation(),
         ) {
-            let message = Message { origin, invalidation };
+            let message = Message { origin, id, invalidation };
             let parsed: Result<Vec<Message>, Garbage> = message
                 .encode()
                 .iter()
@@ -108,6 +119,9 @@ mod tests {
                 ),
             };
             prop_assert!(parsed.iter().all(|m| m.origin == message.origin));
+            let ids: Vec<u64> = parsed.iter().map(|m| m.id).collect();
+            let numbered: Vec<u64> = (message.id..).take(parsed.len()).collect();
+            prop_assert_eq!(ids, numbered);
             prop_assert_eq!(invalidation, message.invalidation);
         }
 
@@ -123,22 +137,23 @@ mod tests {
     fn the_wire_format_is_the_one_every_instance_speaks() {
         let message = |invalidation| Message {
             origin: "1a-2b-0".to_owned(),
+            id: 42,
             invalidation,
         };
         let cases = [
             (
-                "1a-2b-0 key gen:stock:AAPL",
+                "1a-2b-0 42 key gen:stock:AAPL",
                 Invalidation::Keys(vec!["gen:stock:AAPL".into()]),
             ),
             (
-                "1a-2b-0 key a key with spaces",
+                "1a-2b-0 42 key a key with spaces",
                 Invalidation::Keys(vec!["a key with spaces".into()]),
             ),
             (
-                "1a-2b-0 match stocks:list:*",
+                "1a-2b-0 42 match stocks:list:*",
                 Invalidation::Pattern("stocks:list:*".into()),
             ),
-            ("1a-2b-0 clear", Invalidation::All),
+            ("1a-2b-0 42 clear", Invalidation::All),
         ];
         for (wire, invalidation) in cases {
             assert_eq!(message(invalidation.clone()).encode(), vec![wire]);
@@ -150,9 +165,13 @@ mod tests {
     fn several_keys_travel_as_one_payload_each_in_order() {
         let message = Message {
             origin: "o".to_owned(),
+            id: 7,
             invalidation: Invalidation::Keys(vec!["gen:market".into(), "gen:stock:A".into()]),
         };
-        assert_eq!(message.encode(), ["o key gen:market", "o key gen:stock:A"]);
+        assert_eq!(
+            message.encode(),
+            ["o 7 key gen:market", "o 8 key gen:stock:A"]
+        );
     }
 
     #[test]
@@ -161,16 +180,21 @@ mod tests {
             &b""[..],
             b"origin",
             b"origin ",
-            b" key k",
-            b"origin key",
-            b"origin match",
-            b"origin clear now",
-            b"origin clear ",
-            b"origin KEY k",
-            b"origin flush",
-            b"origin delete k",
-            b"\xff\xfe key k",
-            b"origin key \xff",
+            b" 1 key k",
+            b"origin key k",
+            b"origin 1 key",
+            b"origin 1 match",
+            b"origin 1 clear now",
+            b"origin 1 clear ",
+            b"origin 1 KEY k",
+            b"origin 1 flush",
+            b"origin 1 delete k",
+            b"origin -1 key k",
+            b"origin +1 key k",
+            b"origin 01 key k",
+            b"origin 99999999999999999999 key k",
+            b"\xff\xfe 1 key k",
+            b"origin 1 key \xff",
         ] {
             assert!(
                 Message::parse(payload).is_err(),

@@ -14,6 +14,7 @@
 //! Every adapter confines itself to its key prefix; patterns are matched by [`glob`] exactly
 //! as Redis matches them, so memory and Redis remove the same keys.
 
+mod acknowledgements;
 mod failover;
 pub mod glob;
 mod invalidation;

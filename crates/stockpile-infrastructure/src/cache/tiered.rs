@@ -17,10 +17,14 @@
 //! - A fill that raced an invalidation is undone: every invalidation applied to memory moves
 //!   an epoch first, and a fill that saw the epoch move between its read of Redis and its
 //!   insert removes what it inserted.
-//! - What remains is the delay of pub/sub delivery (the other instance's memory forgets the
-//!   entry about when the writer's `PUBLISH` returns, normally well under a millisecond on a
-//!   LAN), and, for a subscription that is silently cut without the connection closing,
-//!   entries living at most the TTL cap.
+//! - An invalidation is announced only once it is applied everywhere: every receiver
+//!   confirms each payload after applying it, and [`TwoTier::announce`] returns when all of
+//!   them did ([`super::acknowledgements`]), so that a read on another instance right after a
+//!   write's answer cannot find the older entry in that instance's memory. The wait is bounded
+//!   (ten command timeouts); one that runs out is logged and counted
+//!   (`unconfirmed_invalidations`), and the instances that did not confirm may serve the older
+//!   entry for at most the TTL cap, as may one whose subscription is silently cut without its
+//!   connection closing.
 //! - A message that is not an invalidation clears the first tier: forgetting everything is
 //!   always safe.
 //!
@@ -28,7 +32,7 @@
 //! [`super::failover`] decides.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bb8_redis::redis::aio::PubSub;
@@ -36,9 +40,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use stockpile_application::ports::{Cache, CacheError};
 
+use super::acknowledgements::Acknowledgements;
 use super::invalidation::{Invalidation, Message};
 use super::memory::MemoryCache;
-use super::redis::RedisCache;
+use super::redis::{RedisCache, Shard};
 
 /// The first wait before subscribing again after the subscription dropped; doubled per
 /// failed attempt up to [`RESUBSCRIBE_MAX_BACKOFF`].
@@ -58,6 +63,12 @@ pub(super) struct TwoTier {
     epoch: AtomicU64,
     /// Tells this instance's messages from the others'.
     origin: String,
+    /// Where the invalidation subscription listens, and so where invalidations are
+    /// published: there `PUBLISH` counts the receivers whose confirmations to await.
+    listening_on: Mutex<Shard>,
+    acknowledgements: Acknowledgements,
+    /// Announcements not confirmed by every receiver in time.
+    unconfirmed: AtomicU64,
 }
 
 /// What the subscriber task needs from the cache that owns the tiers.
@@ -76,7 +87,15 @@ impl TwoTier {
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             origin: super::redis::instance_token(),
+            listening_on: Mutex::new(Shard::Whole),
+            acknowledgements: Acknowledgements::default(),
+            unconfirmed: AtomicU64::new(0),
         }
+    }
+
+    /// Announcements whose receivers did not all confirm them in time.
+    pub(super) fn unconfirmed(&self) -> u64 {
+        self.unconfirmed.load(Ordering::Relaxed)
     }
 
     pub(super) fn redis(&self) -> &RedisCache {
@@ -91,11 +110,20 @@ impl TwoTier {
     /// success memory serves as the first tier at once (it holds nothing yet, so there is
     /// nothing to clear). Hand what it returns to [`subscriber`].
     pub(super) async fn subscribe_first(&self) -> Option<PubSub> {
-        let first = self.redis.subscribe_invalidations().await.ok();
-        if first.is_some() {
-            self.subscribed.store(true, Ordering::SeqCst);
-        }
-        first
+        let pubsub = self.subscribe().await.ok()?;
+        self.subscribed.store(true, Ordering::SeqCst);
+        Some(pubsub)
+    }
+
+    /// A new subscription to the invalidations and this instance's confirmations, noting
+    /// where it listens.
+    async fn subscribe(&self) -> Result<PubSub, CacheError> {
+        let (pubsub, shard) = self.redis.subscribe_invalidations(&self.origin).await?;
+        *self
+            .listening_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = shard;
+        Ok(pubsub)
     }
 
     /// Reads memory first while it serves as the first tier, then Redis.
@@ -192,16 +220,49 @@ impl TwoTier {
         Ok(removed)
     }
 
-    /// Publishes an invalidation already applied here to the other instances.
+    /// Publishes an invalidation already applied here to the other instances, and waits
+    /// (boundedly) until every one that received it confirms that it applied it too.
     ///
     /// # Errors
-    /// Redis's.
+    /// Redis's, when the publishing fails; confirmations that do not come are counted.
     pub(super) async fn announce(&self, invalidation: Invalidation) -> Result<(), CacheError> {
+        let payloads = match &invalidation {
+            Invalidation::Keys(keys) => keys.len(),
+            Invalidation::Pattern(_) | Invalidation::All => 1,
+        };
+        let awaited = self.acknowledgements.expect(payloads);
         let message = Message {
             origin: self.origin.clone(),
+            id: awaited.first_id(),
             invalidation,
         };
-        self.redis.publish_invalidations(&message.encode()).await
+        let shard = self
+            .listening_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let receivers = self
+            .redis
+            .publish_invalidations(&message.encode(), &shard)
+            .await?;
+        if receivers == 0 {
+            return Ok(());
+        }
+        let patience = self.redis.patience();
+        // Without its subscription this instance cannot hear the confirmations.
+        let confirmed =
+            self.subscribed.load(Ordering::SeqCst) && awaited.all(receivers, patience).await;
+        if !confirmed {
+            self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                receivers,
+                patience_ms = patience.as_millis(),
+                "not every instance confirmed a cache invalidation in time; those that did not \
+                 may serve the older entry from memory for up to CACHE_LOCAL_TTL (is one of \
+                 them overloaded, or cut off from Redis?)"
+            );
+        }
+        Ok(())
     }
 
     /// Empties memory, after moving the epoch so that no fill under way keeps its entry.
@@ -280,20 +341,53 @@ impl TwoTier {
         );
     }
 
-    /// Applies another instance's invalidation to memory; a payload that is none clears it.
-    async fn apply_remote(&self, payload: &[u8]) {
+    /// Takes in one message of the subscription: a confirmation of this instance's own
+    /// invalidations is counted; another instance's invalidation is applied to memory and its
+    /// confirmation returned, for the caller to send; a payload that is none clears memory.
+    async fn receive(&self, channel: &str, payload: &[u8]) -> Option<(String, u64)> {
+        if channel != self.redis.invalidation_channel() {
+            match std::str::from_utf8(payload)
+                .ok()
+                .and_then(|id| id.parse().ok())
+            {
+                Some(id) => self.acknowledgements.confirm(id),
+                None => tracing::warn!(
+                    channel,
+                    payload = %String::from_utf8_lossy(payload),
+                    "not a confirmation of a cache invalidation; ignored"
+                ),
+            }
+            return None;
+        }
         match Message::parse(payload) {
-            // Applied when it was made.
-            Ok(message) if message.origin == self.origin => {}
-            Ok(message) => self.apply(&message.invalidation).await,
+            // Applied when it was made; its own subscription is one of the receivers.
+            Ok(message) if message.origin == self.origin => {
+                self.acknowledgements.confirm(message.id);
+                None
+            }
+            Ok(message) => {
+                self.apply(&message.invalidation).await;
+                Some((message.origin, message.id))
+            }
             Err(garbage) => {
                 tracing::warn!(
                     payload = %garbage.0,
                     "unknown cache invalidation; clearing the first tier"
                 );
                 self.forget_all();
+                None
             }
         }
+    }
+}
+
+/// Tells the instance named `origin` that its invalidation payload `id` was applied here.
+async fn confirm<O: TierOwner>(owner: Arc<O>, origin: String, id: u64) {
+    if let Err(e) = owner.tiers().redis.confirm_invalidation(&origin, id).await {
+        tracing::debug!(
+            error = %e,
+            "could not confirm a cache invalidation; its sender will count it unconfirmed"
+        );
     }
 }
 
@@ -308,7 +402,7 @@ pub(super) async fn subscriber<O: TierOwner>(owner: Weak<O>, mut first: Option<P
             let Some(strong) = owner.upgrade() else {
                 return;
             };
-            let subscribed = strong.tiers().redis.subscribe_invalidations().await;
+            let subscribed = strong.tiers().subscribe().await;
             match subscribed {
                 Ok(pubsub) => {
                     strong.tiers().on_subscribed(strong.on_redis());
@@ -329,10 +423,14 @@ pub(super) async fn subscriber<O: TierOwner>(owner: Weak<O>, mut first: Option<P
             let Some(strong) = owner.upgrade() else {
                 return;
             };
-            strong
+            let received = strong
                 .tiers()
-                .apply_remote(message.get_payload_bytes())
+                .receive(message.get_channel_name(), message.get_payload_bytes())
                 .await;
+            if let Some((origin, id)) = received {
+                // Sent apart, so that the next invalidation is not held up by this round trip.
+                tokio::spawn(confirm(strong, origin, id));
+            }
         }
         let Some(strong) = owner.upgrade() else {
             return;

@@ -293,24 +293,27 @@ impl Connections {
             .map_err(|e| self.unavailable(&format!("CLUSTER SLOTS: {e}")))
     }
 
-    /// A dedicated pub/sub connection subscribed to `channel`, within the connect and
-    /// command timeouts.
+    /// A dedicated pub/sub connection subscribed to `channels`, within the connect and
+    /// command timeouts, and the shard it listens on.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time or refuses.
-    pub(super) async fn subscribe(&self, channel: &str) -> Result<PubSub, CacheError> {
+    pub(super) async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<(PubSub, Shard), CacheError> {
         let topology = match (&self.topology, &self.pool) {
             (Some(topology), _) => topology,
             (None, Err(why)) => return Err(self.unavailable(why)),
             (None, Ok(_)) => return Err(self.unavailable("no client")),
         };
         let subscribe = async {
-            let mut pubsub = topology.pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok::<_, RedisError>(pubsub)
+            let (mut pubsub, shard) = topology.pubsub().await?;
+            pubsub.subscribe(channels).await?;
+            Ok::<_, RedisError>((pubsub, shard))
         };
         match tokio::time::timeout(self.connect_timeout + self.command_timeout, subscribe).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Ok(subscribed)) => Ok(subscribed),
             Ok(Err(e)) => Err(self.unavailable(&format!("subscribe: {e}"))),
             Err(_) => Err(self.unavailable("subscribe: no answer in time")),
         }
@@ -331,7 +334,7 @@ impl Connections {
                 self.unavailable(self.pool.as_ref().err().map_or("no client", String::as_str))
             );
         };
-        let patience = self.command_timeout * 10;
+        let patience = self.patience();
         let mut link = self.probe_link.lock().await;
         match tokio::time::timeout(patience, ping(topology, &mut link, patience)).await {
             Ok(Ok(())) => Ok(()),
@@ -344,6 +347,11 @@ impl Connections {
                 Err(self.timed_out(patience))
             }
         }
+    }
+
+    /// Ten command timeouts: how long a Redis that is slow, not dead, may take to answer.
+    pub(super) fn patience(&self) -> Duration {
+        self.command_timeout * 10
     }
 
     /// Runs one command within the command timeout, on a fresh connection when a pooled one

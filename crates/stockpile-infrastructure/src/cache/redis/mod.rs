@@ -28,6 +28,7 @@ use stockpile_application::ports::{
 use self::connection::Connections;
 pub(crate) use self::lease::instance_token;
 pub use self::settings::{RedisAddresses, RedisServers, RedisSettings};
+pub(crate) use self::topology::Shard;
 use super::{glob, LONGEST_TTL};
 
 /// A [`Cache`] in Redis, under a key prefix, through a small pool of multiplexed connections.
@@ -91,7 +92,13 @@ impl RedisCache {
             .map(drop)
     }
 
-    /// Whether Redis answers a `PING` within ten command timeouts, on a connection of the
+    /// Ten command timeouts: the longest wait for the evidence that Redis (or an instance
+    /// that goes through it) is slow rather than gone.
+    pub(crate) fn patience(&self) -> Duration {
+        self.connections.patience()
+    }
+
+    /// Whether Redis answers a `PING` within [`Self::patience`], on a connection of the
     /// probe's own: the evidence that tells a slow Redis from a dead one.
     ///
     /// # Errors

@@ -1,10 +1,13 @@
-//! The channels between instances: invalidations (what became stale) and quote changes (for
-//! the live-quote streams). What the messages say is [`crate::cache::invalidation`]'s and
+//! The channels between instances: invalidations (what became stale) with their
+//! confirmations, and quote changes (for the live-quote streams). What the messages say is [`crate::cache::invalidation`]'s and
 //! [`crate::cache::quote_events`]'s business; this module only carries them.
 
 use bb8_redis::redis::{self, aio::PubSub};
+use futures::future::try_join_all;
 use stockpile_application::ports::CacheError;
 
+use super::connection::OnShard;
+use super::topology::Shard;
 use super::RedisCache;
 
 impl RedisCache {
@@ -13,31 +16,63 @@ impl RedisCache {
         format!("{}__invalidate", self.key_prefix)
     }
 
-    /// Publishes `messages` on the invalidation channel, in order, in one round trip.
+    /// The pub/sub channel on which the cache named `origin` hears that its invalidations
+    /// were applied.
+    pub(crate) fn confirmation_channel(&self, origin: &str) -> String {
+        format!("{}__invalidated:{origin}", self.key_prefix)
+    }
+
+    /// Publishes `payloads` on the invalidation channel, at `shard` (where this instance's
+    /// own subscription listens, and so, normally, every instance's); returns how many
+    /// subscribers received them, all payloads together.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time.
     pub(crate) async fn publish_invalidations(
         &self,
-        messages: &[String],
-    ) -> Result<(), CacheError> {
+        payloads: &[String],
+        shard: &Shard,
+    ) -> Result<u64, CacheError> {
         let channel = self.invalidation_channel();
-        let mut pipeline = redis::pipe();
-        for message in messages {
-            pipeline.cmd("PUBLISH").arg(&channel).arg(message).ignore();
-        }
-        self.connections.run::<()>(&pipeline).await
+        // Concurrently: over a multiplexed connection they travel pipelined all the same.
+        let receivers = try_join_all(payloads.iter().map(|payload| {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&channel).arg(payload);
+            async move { self.connections.run::<u64>(&OnShard(shard, &publish)).await }
+        }))
+        .await?;
+        Ok(receivers.into_iter().sum())
     }
 
-    /// A dedicated pub/sub connection subscribed to the invalidation channel, within the
-    /// connect and command timeouts.
+    /// Tells the cache named `origin` that its invalidation payload `id` was applied here.
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when Redis does not answer in time.
+    pub(crate) async fn confirm_invalidation(
+        &self,
+        origin: &str,
+        id: u64,
+    ) -> Result<(), CacheError> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.confirmation_channel(origin)).arg(id);
+        self.connections.run::<()>(&publish).await
+    }
+
+    /// A dedicated pub/sub connection subscribed to the invalidation channel and to the
+    /// confirmations of `origin`'s own invalidations, within the connect and command
+    /// timeouts, and the shard it listens on.
     ///
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time or refuses.
-    pub(crate) async fn subscribe_invalidations(&self) -> Result<PubSub, CacheError> {
-        self.connections
-            .subscribe(&self.invalidation_channel())
-            .await
+    pub(crate) async fn subscribe_invalidations(
+        &self,
+        origin: &str,
+    ) -> Result<(PubSub, Shard), CacheError> {
+        let channels = [
+            self.invalidation_channel(),
+            self.confirmation_channel(origin),
+        ];
+        self.connections.subscribe(&channels).await
     }
 }
 
@@ -62,6 +97,7 @@ impl RedisCache {
     /// # Errors
     /// [`CacheError::Unavailable`] when Redis does not answer in time or refuses.
     pub(crate) async fn subscribe_quotes(&self) -> Result<PubSub, CacheError> {
-        self.connections.subscribe(&self.quote_channel()).await
+        let (pubsub, _) = self.connections.subscribe(&[self.quote_channel()]).await?;
+        Ok(pubsub)
     }
 }

@@ -12,8 +12,9 @@
 //!   pipeline's commands one by one (concurrently, over the same multiplexed node
 //!   connections): every command the cache sends names its one key, or none.
 //!
-//! The walk of the keyspace (`SCAN`) must visit every primary of a cluster: [`Shard`] names
-//! where a command that names no key goes.
+//! The walk of the keyspace (`SCAN`) must visit every primary of a cluster, and the
+//! invalidations are published on the node their subscribers listen on: [`Shard`] names where
+//! a command that names no key goes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,17 +54,19 @@ pub(super) struct Sentinels {
 
 pub(super) struct Cluster {
     client: ClusterClient,
-    /// A client per seed node, for the pub/sub connection: a message published on any node of
-    /// a cluster reaches the subscribers of every node.
-    seeds: Vec<Client>,
+    /// A client per seed node, for the pub/sub connections: a message published on any node
+    /// of a cluster reaches the subscribers of every node, but `PUBLISH` counts only the
+    /// receivers on the node it was sent to.
+    seeds: Vec<(Client, String, u16)>,
 }
 
 /// Where a command that names no key is sent.
-pub(super) enum Shard {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shard {
     /// The one server (standalone or the Sentinels' master).
     Whole,
-    /// One primary of a cluster.
-    Primary { host: String, port: u16 },
+    /// One node of a cluster: a primary, for a walk of the keyspace.
+    Node { host: String, port: u16 },
 }
 
 /// What `GET /api/cache/status` reports as `topology` for these servers.
@@ -141,17 +144,28 @@ impl Topology {
         }
     }
 
-    /// A new dedicated pub/sub connection: to the server, the current master, or the first
-    /// seed node of a cluster that answers.
-    pub(super) async fn pubsub(&self) -> RedisResult<PubSub> {
+    /// A new dedicated pub/sub connection, and the shard it is open to: the server, the
+    /// current master, or the first seed node of a cluster that answers (the same one on every
+    /// instance configured with the same seeds, so that a `PUBLISH` sent there counts all of
+    /// them).
+    pub(super) async fn pubsub(&self) -> RedisResult<(PubSub, Shard)> {
         match self {
-            Self::Standalone(client) => client.get_async_pubsub().await,
-            Self::Sentinel(sentinels) => sentinels.master().await?.get_async_pubsub().await,
+            Self::Standalone(client) => Ok((client.get_async_pubsub().await?, Shard::Whole)),
+            Self::Sentinel(sentinels) => Ok((
+                sentinels.master().await?.get_async_pubsub().await?,
+                Shard::Whole,
+            )),
             Self::Cluster(cluster) => {
                 let mut refused = None;
-                for seed in &cluster.seeds {
+                for (seed, host, port) in &cluster.seeds {
                     match seed.get_async_pubsub().await {
-                        Ok(pubsub) => return Ok(pubsub),
+                        Ok(pubsub) => {
+                            let node = Shard::Node {
+                                host: host.clone(),
+                                port: *port,
+                            };
+                            return Ok((pubsub, node));
+                        }
                         Err(e) => refused = Some(e),
                     }
                 }
@@ -243,7 +257,11 @@ fn cluster(
             redis = redis.set_password(password);
         }
         let info = info.set_redis_settings(redis);
-        seed_clients.push(client(info.clone(), certificates.clone())?);
+        seed_clients.push((
+            client(info.clone(), certificates.clone())?,
+            host.to_owned(),
+            port,
+        ));
         seed_infos.push(info);
     }
     // The client's own waits between retries start at 1.28 s, past any command timeout: a
@@ -305,7 +323,7 @@ pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
     }
     Ok(primaries
         .into_iter()
-        .map(|(host, port)| Shard::Primary { host, port })
+        .map(|(host, port)| Shard::Node { host, port })
         .collect())
 }
 
@@ -322,7 +340,7 @@ impl Link {
     /// Sends `cmd`, which names no key, to `shard`.
     pub(super) async fn on(&mut self, shard: &Shard, cmd: &Cmd) -> RedisResult<Value> {
         match (self, shard) {
-            (Self::Cluster(conn), Shard::Primary { host, port }) => {
+            (Self::Cluster(conn), Shard::Node { host, port }) => {
                 let node = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use stockpile_application::ports::{Cache, CacheBackend, CacheState};
 use stockpile_infrastructure::{FallbackCache, MemoryCache, RedisCache};
 
-use super::support::{connect, settings, text, RedisServer, RedisTest};
+use super::support::{connect, settings, text, FaultProxy, RedisServer, RedisTest};
 
 /// How long an invalidation may take to reach the other instance's memory: pub/sub delivery
 /// is well under a millisecond locally; this leaves room for a loaded machine.
@@ -352,4 +352,81 @@ async fn a_batch_takes_what_memory_has_and_asks_redis_once_for_the_rest() {
     assert_eq!(again, [Some(value("quotes:MSFT"))]);
     drop(cache);
     redis.cleanup().await;
+}
+
+/// Two instances on a Redis of their own, A directly and B through a proxy the test controls.
+async fn one_direct_one_behind_a_proxy(
+    prefix: &str,
+) -> Option<(RedisServer, FaultProxy, FallbackCache, FallbackCache)> {
+    let server = RedisServer::start().await?;
+    let proxy = FaultProxy::in_front_of(&format!("127.0.0.1:{}", server.port())).await;
+    let a = tiered(&server.url(), prefix, HOUR).await;
+    let b = tiered(&proxy.url(), prefix, HOUR).await;
+    Some((server, proxy, a, b))
+}
+
+#[tokio::test]
+async fn an_invalidation_answers_only_once_the_other_first_tiers_forgot() {
+    let prefix = "confirmed:";
+    let Some((_server, proxy, a, b)) = one_direct_one_behind_a_proxy(prefix).await else {
+        return;
+    };
+    // B hears every invalidation 30 ms late; its commands (60 ms a round trip now) stay within
+    // their 100 ms timeout. Before invalidations were confirmed, B's memory still served the
+    // older entry right after A's answer.
+    proxy.slow(Duration::from_millis(30));
+    let key = "stocks:detail:AAPL";
+    for kind in ["delete", "delete_matching", "clear"] {
+        a.put(key, Bytes::from("old"), HOUR).await.expect("stored");
+        assert_eq!(
+            text(&b, key).await.as_deref(),
+            Some("old"),
+            "{kind}: B fills its memory"
+        );
+        let removed = match kind {
+            "delete" => a.delete(key).await.map(u64::from),
+            "delete_matching" => a.delete_matching("stocks:detail:*").await,
+            _ => a.clear().await,
+        };
+        assert_eq!(removed, Ok(1), "{kind}");
+        assert_eq!(
+            text(&b, key).await,
+            None,
+            "{kind}: B served the older entry after A's invalidation answered"
+        );
+    }
+    let faults = a.status().await.faults;
+    assert_eq!(faults.unconfirmed_invalidations, 0, "{faults:?}");
+}
+
+#[tokio::test]
+async fn an_instance_that_does_not_confirm_delays_an_invalidation_boundedly_and_is_counted() {
+    let prefix = "unconfirmed:";
+    let Some((_server, proxy, a, b)) = one_direct_one_behind_a_proxy(prefix).await else {
+        return;
+    };
+    a.put("k", Bytes::from("old"), HOUR).await.expect("stored");
+    assert_eq!(text(&b, "k").await.as_deref(), Some("old"));
+    // B's connections stay open but nothing reaches it: it cannot confirm.
+    proxy.swallow();
+    let started = Instant::now();
+    assert_eq!(a.delete("k").await, Ok(true));
+    let waited = started.elapsed();
+    // Ten command timeouts of 100 ms, then the write goes on: never failed, never hung.
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "waited {waited:?} for B's confirmation"
+    );
+    let status = a.status().await;
+    assert_eq!(status.state, CacheState::Serving(CacheBackend::Redis));
+    assert_eq!(
+        status.faults.unconfirmed_invalidations, 1,
+        "{:?}",
+        status.faults
+    );
+    assert_eq!(
+        status.faults.fallbacks, 0,
+        "a silent peer is not a Redis outage"
+    );
+    proxy.pass();
 }
