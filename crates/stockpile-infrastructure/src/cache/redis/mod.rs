@@ -13,6 +13,7 @@ mod lease;
 mod pubsub;
 mod scan;
 mod settings;
+mod slots;
 mod topology;
 
 use std::fmt;

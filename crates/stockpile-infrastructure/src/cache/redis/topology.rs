@@ -9,8 +9,8 @@
 //!   `Connections::run`) is replaced by one to the new master;
 //! - Cluster: `redis::cluster_async::ClusterConnection` routes each command by its key's slot
 //!   and follows MOVED/ASK. It refuses a pipeline whose keys span slots, so [`Link`] sends a
-//!   pipeline's commands one by one (concurrently, over the same multiplexed node
-//!   connections): every command the cache sends names its one key, or none.
+//!   pipeline as one pipeline per node ([`super::slots`]): every command the cache sends names
+//!   its one key, or none.
 //!
 //! The walk of the keyspace (`SCAN`) must visit every primary of a cluster, and the
 //! invalidations are published on the node their subscribers listen on: [`Shard`] names where
@@ -19,7 +19,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -32,6 +31,7 @@ use redis::{
 use stockpile_application::ports::RedisTopology;
 
 use super::settings::{RedisAddresses, RedisServers, RedisSettings};
+use super::slots::{slot_ranges_in, SlotMap};
 
 /// The Redis servers the cache talks to, and how to reach them.
 #[derive(Clone)]
@@ -58,6 +58,8 @@ pub(super) struct Cluster {
     /// of a cluster reaches the subscribers of every node, but `PUBLISH` counts only the
     /// receivers on the node it was sent to.
     seeds: Vec<(Client, String, u16)>,
+    /// Which node serves which slot, for the pipelines of every connection.
+    slots: Arc<SlotMap>,
 }
 
 /// Where a command that names no key is sent.
@@ -140,7 +142,7 @@ impl Topology {
                 .client
                 .get_async_connection()
                 .await
-                .map(Link::Cluster),
+                .map(|conn| Link::Cluster(conn, Arc::clone(&cluster.slots))),
         }
     }
 
@@ -290,6 +292,7 @@ fn cluster(
     Ok(Cluster {
         client: builder.build()?,
         seeds: seed_clients,
+        slots: Arc::default(),
     })
 }
 
@@ -300,31 +303,19 @@ fn no_seed_error() -> RedisError {
     ))
 }
 
-/// The primaries in a `CLUSTER SLOTS` answer, each once: an entry is
-/// `[first slot, last slot, [host, port, id, …], replicas…]`.
+/// The primaries in a `CLUSTER SLOTS` answer, each once.
 pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
-    let ranges: Vec<Vec<Value>> = redis::from_redis_value(slots)?;
-    let mut primaries: Vec<(String, u16)> = Vec::new();
-    for range in ranges {
-        let Some(node) = range.into_iter().nth(2) else {
-            continue;
+    let mut primaries: Vec<Shard> = Vec::new();
+    for range in slot_ranges_in(slots)? {
+        let primary = Shard::Node {
+            host: range.host,
+            port: range.port,
         };
-        let node: Vec<Value> = redis::from_redis_value(node)?;
-        let mut fields = node.into_iter();
-        if let (Some(host), Some(port)) = (fields.next(), fields.next()) {
-            let primary = (
-                redis::from_redis_value(host)?,
-                redis::from_redis_value(port)?,
-            );
-            if !primaries.contains(&primary) {
-                primaries.push(primary);
-            }
+        if !primaries.contains(&primary) {
+            primaries.push(primary);
         }
     }
-    Ok(primaries
-        .into_iter()
-        .map(|(host, port)| Shard::Node { host, port })
-        .collect())
+    Ok(primaries)
 }
 
 /// A connection of any topology; cheap to clone, and every clone pipelines over the same
@@ -333,14 +324,14 @@ pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
 pub(super) enum Link {
     /// To the one server: standalone, or the master the Sentinels named.
     Server(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Arc<SlotMap>),
 }
 
 impl Link {
     /// Sends `cmd`, which names no key, to `shard`.
     pub(super) async fn on(&mut self, shard: &Shard, cmd: &Cmd) -> RedisResult<Value> {
         match (self, shard) {
-            (Self::Cluster(conn), Shard::Node { host, port }) => {
+            (Self::Cluster(conn, _), Shard::Node { host, port }) => {
                 let node = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
@@ -357,7 +348,7 @@ impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Server(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn, _) => conn.req_packed_command(cmd),
         }
     }
 
@@ -369,18 +360,11 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => {
-                let mut whole = conn.clone();
+            Self::Cluster(conn, slots) => {
                 if pipeline.is_transaction() {
-                    return Box::pin(async move {
-                        whole.req_packed_commands(pipeline, offset, count).await
-                    });
+                    return conn.req_packed_commands(pipeline, offset, count);
                 }
-                let sends = pipeline.cmd_iter().skip(offset).take(count).map(|cmd| {
-                    let mut conn = conn.clone();
-                    async move { conn.req_packed_command(cmd).await }
-                });
-                Box::pin(try_join_all(sends))
+                Box::pin(slots.send(conn, pipeline, offset, count))
             }
         }
     }
@@ -388,7 +372,7 @@ impl ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Self::Server(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(conn, _) => conn.get_db(),
         }
     }
 }
