@@ -55,7 +55,7 @@ impl Scale {
 
     fn database(self) -> &'static str {
         match self {
-            Self::Small => "stockpile_bench",
+            Self::Small => harness::BENCH_DATABASE,
             Self::Large => "stockpile_bench_large",
         }
     }

@@ -6,8 +6,9 @@
 //! `file.gz` into nginx's root, served with `brotli_static` and `gzip_static` on.
 //!
 //! Both are driven by wrk with a browser's `Accept-Encoding: gzip, deflate, br, zstd`, 64
-//! connections, 5 s per read, alternating between the two, so they share each moment of the
-//! machine; each read's bytes are checked to be the same length from both before it is measured.
+//! connections, three 3 s rounds per read, alternating between the two, so they share each
+//! moment of the machine; each read's bytes are checked to be the same length from both before
+//! it is measured.
 
 use std::io::BufReader;
 use std::net::TcpStream;
@@ -18,20 +19,16 @@ use std::time::{Duration, Instant};
 use crate::harness::spare_port;
 use crate::harness::{
     connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server, today,
-    wrk_alternating, TempDir, ROUNDS,
+    wrk_alternating, TempDir, BENCH_DATABASE, CONNECTIONS, ROUNDS, SECONDS,
 };
 use crate::quotes_bench::quotes_path;
 use crate::run;
 use crate::write_bench::PrivateRedis;
 
-const DATABASE: &str = "stockpile_bench";
 const ADDR: &str = "127.0.0.1:18240";
 const PREFIX: &str = "stockpile-bench-compression:";
 /// What Chromium and Firefox send.
 const BROWSER: &str = "gzip, deflate, br, zstd";
-const CONNECTIONS: u32 = 64;
-/// Seconds of each round of wrk.
-const SECONDS: u32 = 3;
 /// How many tickers a watchlist batch asks for.
 pub(crate) const WATCHLIST: usize = 30;
 
@@ -56,13 +53,13 @@ pub fn bench_compression(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask bench-compression".into());
     }
-    prepare(DATABASE, &[])?;
+    prepare(BENCH_DATABASE, &[])?;
     ensure_nginx_brotli()?;
     let load_before = load_average();
     let redis = PrivateRedis::start()?;
     let _server = start_server(
         ADDR,
-        DATABASE,
+        BENCH_DATABASE,
         &[
             ("CACHE_BACKEND", "redis"),
             ("REDIS_URL", &redis.url()),

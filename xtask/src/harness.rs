@@ -376,7 +376,16 @@ impl Drop for TempDir {
     }
 }
 
-/// Rounds of wrk (`seconds` each) a comparison alternates between its two subjects.
+/// The database of the benches over the default data (517 tickers × 504 days): seeded once for all.
+pub(crate) const BENCH_DATABASE: &str = "stockpile_bench";
+
+/// Connections per wrk run in a comparison: the 64 `bench` measures hits at, so figures compare.
+pub(crate) const CONNECTIONS: u32 = 64;
+
+/// Seconds per round of wrk: alternated 3 s rounds hold steadier than one 5 s run of each.
+pub(crate) const SECONDS: u32 = 3;
+
+/// Rounds of wrk ([`SECONDS`] each) a comparison alternates between its two subjects.
 pub(crate) const ROUNDS: u32 = 3;
 
 /// The mean req/s of `a` and of `b` (each `(addr, path)`) over [`ROUNDS`] rounds of wrk at

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     connect, ensure_on_redis, exchange, get_json, load_average, machine, percentile, prepare,
-    start_server, today,
+    start_server, today, BENCH_DATABASE,
 };
 use crate::write_bench::PrivateRedis;
 
-const DATABASE: &str = "stockpile_bench";
 const ADDR: &str = "127.0.0.1:18230";
 const PREFIX: &str = "stockpile-bench-quotes:";
 const TOKEN: &str = "bench-quotes-admin-token-0123456789";
@@ -54,7 +53,7 @@ pub fn bench_quotes(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask bench-quotes".into());
     }
-    prepare(DATABASE, &[])?;
+    prepare(BENCH_DATABASE, &[])?;
     let load_before = load_average();
     let redis = PrivateRedis::start()?;
     let redis_url = redis.url();
@@ -76,7 +75,7 @@ pub fn bench_quotes(args: &[String]) -> Result<(), String> {
     for (name, backend) in setups {
         let mut env = vec![("CACHE_KEY_PREFIX", PREFIX), ("ADMIN_TOKEN", TOKEN)];
         env.extend(backend);
-        let _server = start_server(ADDR, DATABASE, &env)?;
+        let _server = start_server(ADDR, BENCH_DATABASE, &env)?;
         if env.contains(&("CACHE_BACKEND", "redis")) {
             ensure_on_redis(ADDR)?;
         }

@@ -25,19 +25,15 @@ use crate::compression_bench::WATCHLIST;
 use crate::harness::spare_port;
 use crate::harness::{
     cache_status, connect, ensure_on_redis, exchange, load_average, machine, prepare, start_server,
-    today, wrk_alternating, TempDir, ROUNDS,
+    today, wrk_alternating, TempDir, BENCH_DATABASE, CONNECTIONS, ROUNDS, SECONDS,
 };
 use crate::quotes_bench::quotes_path;
 use crate::write_bench::PrivateRedis;
 
-const DATABASE: &str = "stockpile_bench";
 const PREFIX: &str = "stockpile-bench-topologies:";
 const STANDALONE: &str = "127.0.0.1:18250";
 const CLUSTER: &str = "127.0.0.1:18251";
 const SENTINEL: &str = "127.0.0.1:18252";
-const CONNECTIONS: u32 = 64;
-/// Seconds of each round of wrk.
-const SECONDS: u32 = 3;
 const PRIMARIES: usize = 3;
 /// The same on both servers: room for a slow answer on two cores that run wrk, the server and
 /// Redis, so that a late reply under saturation does not switch a server to memory mid-run.
@@ -55,7 +51,7 @@ pub fn bench_topologies(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask bench-topologies".into());
     }
-    prepare(DATABASE, &[])?;
+    prepare(BENCH_DATABASE, &[])?;
     let load_before = load_average();
     let shares = cluster_shares()?;
     let failover = failover()?;
@@ -87,12 +83,12 @@ fn cluster_shares() -> Result<Vec<Share>, String> {
     let nodes = cluster.nodes_setting();
     let _standalone = start_server(
         STANDALONE,
-        DATABASE,
+        BENCH_DATABASE,
         &server_env(("REDIS_URL", &standalone_url)),
     )?;
     let _cluster = start_server(
         CLUSTER,
-        DATABASE,
+        BENCH_DATABASE,
         &server_env(("REDIS_CLUSTER_NODES", &nodes)),
     )?;
     for addr in [STANDALONE, CLUSTER] {
@@ -355,7 +351,7 @@ fn failover() -> Result<Failover, String> {
         .join(",");
     let mut env = server_env(("REDIS_SENTINELS", &setting));
     env.push(("REDIS_SENTINEL_MASTER", SENTINEL_MASTER));
-    let _server = start_server(SENTINEL, DATABASE, &env)?;
+    let _server = start_server(SENTINEL, BENCH_DATABASE, &env)?;
     ensure_on_redis(SENTINEL)?;
     let paths: Vec<&str> = crate::bench::READS.iter().map(|(_, path)| *path).collect();
     for path in &paths {

@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     binary, connect, database_url, get_json, machine, percentile, prepare, request, spare_port,
-    start_server_from, today, wait_for_listener, Server,
+    start_server_from, today, wait_for_listener, Server, BENCH_DATABASE,
 };
 
-const DATABASE: &str = "stockpile_bench";
 const PREFIX: &str = "stockpile-bench-writes:";
 const TOKEN: &str = "bench-writes-admin-token-0123456789";
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
@@ -126,7 +125,7 @@ pub fn bench_writes(args: &[String]) -> Result<(), String> {
         [flag, path] if flag == "--baseline" => Some(path.clone()),
         _ => return Err("usage: cargo xtask bench-writes [--baseline PATH]".into()),
     };
-    prepare(DATABASE, &[])?;
+    prepare(BENCH_DATABASE, &[])?;
     let redis = PrivateRedis::start()?;
     let mut binaries = vec![("this commit".to_owned(), binary())];
     if let Some(path) = baseline {
@@ -138,7 +137,7 @@ pub fn bench_writes(args: &[String]) -> Result<(), String> {
         let server = start_server_from(
             &path,
             &addr,
-            &database_url(DATABASE),
+            &database_url(BENCH_DATABASE),
             &[
                 ("CACHE_BACKEND", "redis"),
                 ("REDIS_URL", &redis.url()),

@@ -100,12 +100,6 @@ impl MemoryCache {
         self.max_ttl.is_some_and(|cap| cap.is_zero())
     }
 
-    /// Applies pending evictions and expirations now. moka applies them in batches, so until
-    /// then the entry count and the bytes held may briefly exceed the bound.
-    pub fn run_pending_tasks(&self) {
-        self.entries.run_pending_tasks();
-    }
-
     /// Drops every entry without counting them; for switching between backends, where the
     /// count does not matter and waiting for one would hold up the switch.
     pub(crate) fn clear_now(&self) {
@@ -198,5 +192,39 @@ impl Cache for MemoryCache {
             key_prefix: self.key_prefix.clone(),
             faults: Default::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_byte_bound_evicts() {
+        let max_bytes = 64 * 1024;
+        let cache = MemoryCache::new("stockpile:", max_bytes);
+        let value = Bytes::from(vec![b'x'; 1024]);
+        let keys: Vec<String> = (0..256).map(|i| format!("stocks:detail:T{i:03}")).collect();
+        for key in &keys {
+            cache
+                .put(key, value.clone(), Duration::from_secs(60))
+                .await
+                .expect("accepted");
+        }
+        // moka evicts in batches (every 64 writes or reads): until its housekeeping has run, the
+        // last writes are held beyond the bound.
+        cache.entries.run_pending_tasks();
+        let mut held = 0;
+        for key in &keys {
+            if cache.get(key).await.expect("answers").is_some() {
+                held += 1;
+            }
+        }
+        let entry_bytes = u64::try_from(keys[0].len() + value.len()).expect("small");
+        assert!(held > 0, "some entries stay");
+        assert!(
+            held * entry_bytes <= max_bytes,
+            "{held} entries of {entry_bytes} bytes exceed {max_bytes} bytes"
+        );
     }
 }
