@@ -63,6 +63,8 @@ pub(super) struct TwoTier {
     epoch: AtomicU64,
     /// Tells this instance's messages from the others'.
     origin: String,
+    /// `<prefix>__invalidate`, told apart from this instance's confirmations on its messages.
+    invalidation_channel: String,
     /// Where the invalidation subscription listens, and so where invalidations are
     /// published: there `PUBLISH` counts the receivers whose confirmations to await.
     listening_on: Mutex<Shard>,
@@ -82,6 +84,7 @@ pub(super) trait TierOwner: Send + Sync + 'static {
 impl TwoTier {
     pub(super) fn new(redis: RedisCache, memory: MemoryCache) -> Self {
         Self {
+            invalidation_channel: redis.invalidation_channel(),
             redis,
             memory,
             subscribed: AtomicBool::new(false),
@@ -345,7 +348,7 @@ impl TwoTier {
     /// invalidations is counted; another instance's invalidation is applied to memory and its
     /// confirmation returned, for the caller to send; a payload that is none clears memory.
     async fn receive(&self, channel: &str, payload: &[u8]) -> Option<(String, u64)> {
-        if channel != self.redis.invalidation_channel() {
+        if channel != self.invalidation_channel {
             match std::str::from_utf8(payload)
                 .ok()
                 .and_then(|id| id.parse().ok())

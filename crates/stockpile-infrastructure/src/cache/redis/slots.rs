@@ -73,7 +73,7 @@ impl SlotMap {
     /// answers come back in the commands' order, a command's error among them as a value.
     ///
     /// # Errors
-    /// The client's, when a node cannot be reached.
+    /// The client's, when a node the commands need cannot be reached.
     pub(super) async fn send(
         &self,
         conn: &ClusterConnection,
@@ -82,7 +82,9 @@ impl SlotMap {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         let commands: Vec<&Cmd> = pipeline.cmd_iter().skip(offset).take(count).collect();
-        let nodes = self.nodes(conn).await?;
+        // Without a map (no node answered `CLUSTER SLOTS` just now) every command goes alone,
+        // routed by the client, as it would without grouping.
+        let nodes = self.nodes(conn).await.unwrap_or_default();
         let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
         for (index, command) in commands.iter().enumerate() {
             let node = slot_of(command).and_then(|slot| nodes.get(&slot).copied());
