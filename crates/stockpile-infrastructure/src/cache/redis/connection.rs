@@ -307,8 +307,19 @@ impl Connections {
             (None, Err(why)) => return Err(self.unavailable(why)),
             (None, Ok(_)) => return Err(self.unavailable("no client")),
         };
+        // On a cluster, the primary the cluster itself lists first (of slot 0): the same node
+        // for every instance, named as the cluster names it, so that invalidations published
+        // there are counted for every instance's subscription.
+        let node = if topology.is_cluster() {
+            self.shards()
+                .await
+                .ok()
+                .and_then(|shards| shards.into_iter().next())
+        } else {
+            None
+        };
         let subscribe = async {
-            let (mut pubsub, shard) = topology.pubsub().await?;
+            let (mut pubsub, shard) = topology.pubsub(node.as_ref()).await?;
             pubsub.subscribe(channels).await?;
             Ok::<_, RedisError>((pubsub, shard))
         };

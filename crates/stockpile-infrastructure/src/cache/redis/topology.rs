@@ -25,8 +25,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError,
-    RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 use stockpile_application::ports::RedisTopology;
 
@@ -54,10 +54,11 @@ pub(super) struct Sentinels {
 
 pub(super) struct Cluster {
     client: ClusterClient,
-    /// A client per seed node, for the pub/sub connections: a message published on any node
-    /// of a cluster reaches the subscribers of every node, but `PUBLISH` counts only the
-    /// receivers on the node it was sent to.
-    seeds: Vec<(Client, String, u16)>,
+    /// How any node is reached (scheme, credentials, CA), for the pub/sub connections.
+    nodes: NodeAccess,
+    /// A client per seed node, for a pub/sub connection when the cluster cannot name its
+    /// nodes just now.
+    seeds: Vec<Client>,
     /// Which node serves which slot, for the pipelines of every connection.
     slots: Arc<SlotMap>,
 }
@@ -146,11 +147,12 @@ impl Topology {
         }
     }
 
-    /// A new dedicated pub/sub connection, and the shard it is open to: the server, the
-    /// current master, or the first seed node of a cluster that answers (the same one on every
-    /// instance configured with the same seeds, so that a `PUBLISH` sent there counts all of
-    /// them).
-    pub(super) async fn pubsub(&self) -> RedisResult<(PubSub, Shard)> {
+    /// A new dedicated pub/sub connection, and the shard it is open to: the server, or the
+    /// current master; on a cluster, `node` when it is given and answers (the caller names the
+    /// same node on every instance, so that a `PUBLISH` sent there counts all of them), else
+    /// the first seed that answers, as [`Shard::Whole`] since the cluster may know that seed
+    /// by another name.
+    pub(super) async fn pubsub(&self, node: Option<&Shard>) -> RedisResult<(PubSub, Shard)> {
         match self {
             Self::Standalone(client) => Ok((client.get_async_pubsub().await?, Shard::Whole)),
             Self::Sentinel(sentinels) => Ok((
@@ -158,16 +160,28 @@ impl Topology {
                 Shard::Whole,
             )),
             Self::Cluster(cluster) => {
-                let mut refused = None;
-                for (seed, host, port) in &cluster.seeds {
-                    match seed.get_async_pubsub().await {
+                if let Some(Shard::Node { host, port }) = node {
+                    let named =
+                        async { cluster.nodes.client(host, *port)?.get_async_pubsub().await };
+                    match named.await {
                         Ok(pubsub) => {
-                            let node = Shard::Node {
-                                host: host.clone(),
-                                port: *port,
-                            };
-                            return Ok((pubsub, node));
+                            return Ok((
+                                pubsub,
+                                Shard::Node {
+                                    host: host.clone(),
+                                    port: *port,
+                                },
+                            ))
                         }
+                        Err(e) => {
+                            tracing::debug!(error = %e, host, port, "the cluster's pub/sub node refused; trying the seeds")
+                        }
+                    }
+                }
+                let mut refused = None;
+                for seed in &cluster.seeds {
+                    match seed.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok((pubsub, Shard::Whole)),
                         Err(e) => refused = Some(e),
                     }
                 }
@@ -241,30 +255,48 @@ fn sentinel_client(
     builder.build()
 }
 
+/// How a cluster's nodes are reached: every node with the same scheme, credentials and CA.
+struct NodeAccess {
+    scheme: &'static str,
+    username: Option<String>,
+    password: Option<String>,
+    certificates: Option<TlsCertificates>,
+}
+
+impl NodeAccess {
+    fn info(&self, host: &str, port: u16) -> RedisResult<ConnectionInfo> {
+        let info = format!("{}://{host}:{port}", self.scheme).into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(username) = &self.username {
+            redis = redis.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            redis = redis.set_password(password);
+        }
+        Ok(info.set_redis_settings(redis))
+    }
+
+    fn client(&self, host: &str, port: u16) -> RedisResult<Client> {
+        client(self.info(host, port)?, self.certificates.clone())
+    }
+}
+
 fn cluster(
     settings: &RedisSettings,
     seeds: &RedisAddresses,
     certificates: Option<TlsCertificates>,
 ) -> RedisResult<Cluster> {
-    let scheme = if settings.tls { "rediss" } else { "redis" };
+    let nodes = NodeAccess {
+        scheme: if settings.tls { "rediss" } else { "redis" },
+        username: settings.username.clone(),
+        password: settings.password.clone(),
+        certificates: certificates.clone(),
+    };
     let mut seed_clients = Vec::new();
     let mut seed_infos = Vec::new();
     for (host, port) in seeds.iter() {
-        let info = format!("{scheme}://{host}:{port}").into_connection_info()?;
-        let mut redis = info.redis_settings().clone();
-        if let Some(username) = &settings.username {
-            redis = redis.set_username(username);
-        }
-        if let Some(password) = &settings.password {
-            redis = redis.set_password(password);
-        }
-        let info = info.set_redis_settings(redis);
-        seed_clients.push((
-            client(info.clone(), certificates.clone())?,
-            host.to_owned(),
-            port,
-        ));
-        seed_infos.push(info);
+        seed_clients.push(nodes.client(host, port)?);
+        seed_infos.push(nodes.info(host, port)?);
     }
     // The client's own waits between retries start at 1.28 s, past any command timeout: a
     // command redirected while slots move would count as a dead Redis. Retries within the
@@ -291,6 +323,7 @@ fn cluster(
     }
     Ok(Cluster {
         client: builder.build()?,
+        nodes,
         seeds: seed_clients,
         slots: Arc::default(),
     })

@@ -206,6 +206,46 @@ async fn every_cache_guarantee_holds_on_a_cluster() {
     .await;
 }
 
+/// Managed clusters are given by a name (a configuration endpoint, a service's host name) that
+/// is none of the names the cluster gives its nodes: invalidations still reach and are
+/// confirmed by every instance, and no write takes the instance off Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_seeded_by_another_name_than_its_nodes_confirms_invalidations() {
+    let Some(cluster) = RedisCluster::shared().await else {
+        return;
+    };
+    let mut settings = cluster_settings(cluster, &unique_prefix("cluster-named"));
+    settings.servers = RedisServers::Cluster {
+        seeds: addresses(&cluster.nodes_setting().replace("127.0.0.1", "localhost")),
+    };
+    let a = tiered(&settings).await;
+    let b = tiered(&settings).await;
+    for round in 0..3 {
+        let key = format!("stocks:detail:N{round}");
+        a.put(&key, Bytes::from("old"), HOUR).await.expect("stored");
+        assert_eq!(
+            text(&b, &key).await.as_deref(),
+            Some("old"),
+            "B fills its memory"
+        );
+        assert_eq!(a.delete(&key).await, Ok(true));
+        assert_eq!(
+            text(&b, &key).await,
+            None,
+            "round {round}: B still served the older entry"
+        );
+    }
+    let status = a.status().await;
+    assert_eq!(status.state, CacheState::Serving(CacheBackend::Redis));
+    assert_eq!(status.faults.fallbacks, 0, "{:?}", status.faults);
+    assert_eq!(
+        status.faults.unconfirmed_invalidations, 0,
+        "{:?}",
+        status.faults
+    );
+    a.clear().await.expect("cleaned up");
+}
+
 /// Readers and a writer hammering a cache until stopped; counts the calls that failed.
 struct Load {
     stop: Arc<AtomicBool>,
