@@ -174,7 +174,12 @@ impl Topology {
                             ))
                         }
                         Err(e) => {
-                            tracing::debug!(error = %e, host, port, "the cluster's pub/sub node refused; trying the seeds")
+                            tracing::debug!(
+                                error = %e,
+                                host,
+                                port,
+                                "the cluster's pub/sub node refused; trying the seeds"
+                            );
                         }
                     }
                 }
