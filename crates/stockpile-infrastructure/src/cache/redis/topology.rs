@@ -160,27 +160,17 @@ impl Topology {
                 Shard::Whole,
             )),
             Self::Cluster(cluster) => {
-                if let Some(Shard::Node { host, port }) = node {
-                    let named =
+                if let Some(named @ Shard::Node { host, port }) = node {
+                    let opened =
                         async { cluster.nodes.client(host, *port)?.get_async_pubsub().await };
-                    match named.await {
-                        Ok(pubsub) => {
-                            return Ok((
-                                pubsub,
-                                Shard::Node {
-                                    host: host.clone(),
-                                    port: *port,
-                                },
-                            ))
-                        }
-                        Err(e) => {
-                            tracing::debug!(
-                                error = %e,
-                                host,
-                                port,
-                                "the cluster's pub/sub node refused; trying the seeds"
-                            );
-                        }
+                    match opened.await {
+                        Ok(pubsub) => return Ok((pubsub, named.clone())),
+                        Err(e) => tracing::debug!(
+                            error = %e,
+                            host,
+                            port,
+                            "the cluster's pub/sub node refused; trying the seeds"
+                        ),
                     }
                 }
                 let mut refused = None;
