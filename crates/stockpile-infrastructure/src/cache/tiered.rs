@@ -335,6 +335,11 @@ impl TwoTier {
 
     fn on_unsubscribed(&self, on_redis: bool) {
         self.subscribed.store(false, Ordering::SeqCst);
+        // Its node may be gone; until the next subscription, publish wherever the client routes.
+        *self
+            .listening_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Shard::Whole;
         self.bump();
         if on_redis {
             self.memory.clear_now();

@@ -38,7 +38,14 @@ impl RedisCache {
         let receivers = try_join_all(payloads.iter().map(|payload| {
             let mut publish = redis::cmd("PUBLISH");
             publish.arg(&channel).arg(payload);
-            async move { self.connections.run::<u64>(&OnShard(shard, &publish)).await }
+            async move {
+                match self.connections.run::<u64>(&OnShard(shard, &publish)).await {
+                    // The subscriptions' node gone (a failover under way): any node still
+                    // reaches every subscriber, though it counts only its own.
+                    Err(_) if *shard != Shard::Whole => self.connections.run::<u64>(&publish).await,
+                    published => published,
+                }
+            }
         }))
         .await?;
         Ok(receivers.into_iter().sum())
