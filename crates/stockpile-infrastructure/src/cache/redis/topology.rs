@@ -31,7 +31,7 @@ use redis::{
 use stockpile_application::ports::RedisTopology;
 
 use super::settings::{RedisAddresses, RedisServers, RedisSettings};
-use super::slots::{slot_ranges_in, SlotMap};
+use super::slots::{slot_ranges_in, NodeLinks, SlotMap};
 
 /// The Redis servers the cache talks to, and how to reach them.
 #[derive(Clone)]
@@ -54,8 +54,9 @@ pub(super) struct Sentinels {
 
 pub(super) struct Cluster {
     client: ClusterClient,
-    /// How any node is reached (scheme, credentials, CA), for the pub/sub connections.
-    nodes: NodeAccess,
+    /// How any node is reached (scheme, credentials, CA), for the pub/sub connections and
+    /// each connection's own links to the nodes.
+    nodes: Arc<NodeAccess>,
     /// A client per seed node, for a pub/sub connection when the cluster cannot name its
     /// nodes just now.
     seeds: Vec<Client>,
@@ -139,11 +140,10 @@ impl Topology {
                 .get_multiplexed_async_connection_with_config(config)
                 .await
                 .map(Link::Server),
-            Self::Cluster(cluster) => cluster
-                .client
-                .get_async_connection()
-                .await
-                .map(|conn| Link::Cluster(conn, Arc::clone(&cluster.slots))),
+            Self::Cluster(cluster) => cluster.client.get_async_connection().await.map(|conn| {
+                let direct = NodeLinks::new(Arc::clone(&cluster.nodes), config.clone());
+                Link::Cluster(conn, Arc::clone(&cluster.slots), Arc::new(direct))
+            }),
         }
     }
 
@@ -251,7 +251,7 @@ fn sentinel_client(
 }
 
 /// How a cluster's nodes are reached: every node with the same scheme, credentials and CA.
-struct NodeAccess {
+pub(super) struct NodeAccess {
     scheme: &'static str,
     username: Option<String>,
     password: Option<String>,
@@ -271,7 +271,7 @@ impl NodeAccess {
         Ok(info.set_redis_settings(redis))
     }
 
-    fn client(&self, host: &str, port: u16) -> RedisResult<Client> {
+    pub(super) fn client(&self, host: &str, port: u16) -> RedisResult<Client> {
         client(self.info(host, port)?, self.certificates.clone())
     }
 }
@@ -318,7 +318,7 @@ fn cluster(
     }
     Ok(Cluster {
         client: builder.build()?,
-        nodes,
+        nodes: Arc::new(nodes),
         seeds: seed_clients,
         slots: Arc::default(),
     })
@@ -352,14 +352,16 @@ pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
 pub(super) enum Link {
     /// To the one server: standalone, or the master the Sentinels named.
     Server(MultiplexedConnection),
-    Cluster(ClusterConnection, Arc<SlotMap>),
+    /// The cluster client, the slot map its pipelines are grouped by, and this connection's
+    /// own links to the nodes.
+    Cluster(ClusterConnection, Arc<SlotMap>, Arc<NodeLinks>),
 }
 
 impl Link {
     /// Sends `cmd`, which names no key, to `shard`.
     pub(super) async fn on(&mut self, shard: &Shard, cmd: &Cmd) -> RedisResult<Value> {
         match (self, shard) {
-            (Self::Cluster(conn, _), Shard::Node { host, port }) => {
+            (Self::Cluster(conn, ..), Shard::Node { host, port }) => {
                 let node = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
@@ -376,7 +378,7 @@ impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Server(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn, _) => conn.req_packed_command(cmd),
+            Self::Cluster(conn, ..) => conn.req_packed_command(cmd),
         }
     }
 
@@ -388,11 +390,11 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn, slots) => {
+            Self::Cluster(conn, slots, direct) => {
                 if pipeline.is_transaction() {
                     return conn.req_packed_commands(pipeline, offset, count);
                 }
-                Box::pin(slots.send(conn, pipeline, offset, count))
+                Box::pin(slots.send(conn, direct, pipeline, offset, count))
             }
         }
     }
@@ -400,7 +402,7 @@ impl ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Self::Server(conn) => conn.get_db(),
-            Self::Cluster(conn, _) => conn.get_db(),
+            Self::Cluster(conn, ..) => conn.get_db(),
         }
     }
 }
