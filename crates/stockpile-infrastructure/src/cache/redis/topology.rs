@@ -67,7 +67,8 @@ pub(super) struct Cluster {
 /// Where a command that names no key is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Shard {
-    /// The one server (standalone or the Sentinels' master).
+    /// The one server (standalone or the Sentinels' master); on a cluster, wherever the
+    /// client routes the command.
     Whole,
     /// One node of a cluster: a primary, for a walk of the keyspace.
     Node { host: String, port: u16 },
