@@ -33,6 +33,16 @@ pub(crate) struct Message {
 #[error("not a cache invalidation: {0:?}")]
 pub(crate) struct Garbage(pub String);
 
+impl Invalidation {
+    /// How many payloads [`Message::encode`] writes for it, and so how many ids it takes.
+    pub fn payloads(&self) -> usize {
+        match self {
+            Self::Keys(keys) => keys.len(),
+            Self::Pattern(_) | Self::All => 1,
+        }
+    }
+}
+
 impl Message {
     /// The payloads the message is published as, in order: one per key (numbered from the
     /// message's id), or one.
@@ -118,6 +128,7 @@ mod tests {
                         .collect(),
                 ),
             };
+            prop_assert_eq!(parsed.len(), message.invalidation.payloads());
             prop_assert!(parsed.iter().all(|m| m.origin == message.origin));
             let ids: Vec<u64> = parsed.iter().map(|m| m.id).collect();
             let numbered: Vec<u64> = (message.id..).take(parsed.len()).collect();

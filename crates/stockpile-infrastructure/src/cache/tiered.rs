@@ -229,11 +229,7 @@ impl TwoTier {
     /// # Errors
     /// Redis's, when the publishing fails; confirmations that do not come are counted.
     pub(super) async fn announce(&self, invalidation: Invalidation) -> Result<(), CacheError> {
-        let payloads = match &invalidation {
-            Invalidation::Keys(keys) => keys.len(),
-            Invalidation::Pattern(_) | Invalidation::All => 1,
-        };
-        let awaited = self.acknowledgements.expect(payloads);
+        let awaited = self.acknowledgements.expect(invalidation.payloads());
         let message = Message {
             origin: self.origin.clone(),
             id: awaited.first_id(),

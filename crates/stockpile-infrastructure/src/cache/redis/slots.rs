@@ -114,7 +114,7 @@ impl NodeLinks {
 ///
 /// # Errors
 /// The client's, for an answer of another shape.
-pub(super) fn slot_ranges_in(slots: Value) -> RedisResult<Vec<SlotRange>> {
+fn slot_ranges_in(slots: Value) -> RedisResult<Vec<SlotRange>> {
     let entries: Vec<Vec<Value>> = redis::from_redis_value(slots)?;
     let mut ranges = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -236,19 +236,31 @@ impl SlotMap {
     }
 }
 
+/// The primaries of a `CLUSTER SLOTS` answer, each once, in its order.
+///
+/// # Errors
+/// The client's, for an answer of another shape.
+pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<(String, u16)>> {
+    let mut primaries = Vec::new();
+    for range in slot_ranges_in(slots)? {
+        index_among(&mut primaries, (range.host, range.port));
+    }
+    Ok(primaries)
+}
+
+/// The index of `node` in `nodes`, where it is added unless it is there already.
+fn index_among(nodes: &mut Vec<(String, u16)>, node: (String, u16)) -> usize {
+    nodes.iter().position(|n| *n == node).unwrap_or_else(|| {
+        nodes.push(node);
+        nodes.len() - 1
+    })
+}
+
 /// Every slot of `ranges` with the index of its node among the distinct nodes.
 fn nodes_of(ranges: Vec<SlotRange>) -> Nodes {
     let mut nodes = Nodes::default();
     for range in ranges {
-        let node = (range.host, range.port);
-        let index = nodes
-            .addresses
-            .iter()
-            .position(|n| *n == node)
-            .unwrap_or_else(|| {
-                nodes.addresses.push(node);
-                nodes.addresses.len() - 1
-            });
+        let index = index_among(&mut nodes.addresses, (range.host, range.port));
         let index = u16::try_from(index).unwrap_or(u16::MAX);
         for slot in (range.first..=range.last).filter_map(Slot::new) {
             nodes.by_slot.insert(slot, index);

@@ -31,7 +31,7 @@ use redis::{
 use stockpile_application::ports::RedisTopology;
 
 use super::settings::{RedisAddresses, RedisServers, RedisSettings};
-use super::slots::{slot_ranges_in, NodeLinks, SlotMap};
+use super::slots::{self, NodeLinks, SlotMap};
 
 /// The Redis servers the cache talks to, and how to reach them.
 #[derive(Clone)]
@@ -291,8 +291,9 @@ fn cluster(
     let mut seed_clients = Vec::new();
     let mut seed_infos = Vec::new();
     for (host, port) in seeds.iter() {
-        seed_clients.push(nodes.client(host, port)?);
-        seed_infos.push(nodes.info(host, port)?);
+        let info = nodes.info(host, port)?;
+        seed_clients.push(client(info.clone(), nodes.certificates.clone())?);
+        seed_infos.push(info);
     }
     // The client's own waits between retries start at 1.28 s, past any command timeout: a
     // command redirected while slots move would count as a dead Redis. Retries within the
@@ -334,17 +335,10 @@ fn no_seed_error() -> RedisError {
 
 /// The primaries in a `CLUSTER SLOTS` answer, each once.
 pub(super) fn primaries_in(slots: Value) -> RedisResult<Vec<Shard>> {
-    let mut primaries: Vec<Shard> = Vec::new();
-    for range in slot_ranges_in(slots)? {
-        let primary = Shard::Node {
-            host: range.host,
-            port: range.port,
-        };
-        if !primaries.contains(&primary) {
-            primaries.push(primary);
-        }
-    }
-    Ok(primaries)
+    Ok(slots::primaries_in(slots)?
+        .into_iter()
+        .map(|(host, port)| Shard::Node { host, port })
+        .collect())
 }
 
 /// A connection of any topology; cheap to clone, and every clone pipelines over the same
