@@ -164,7 +164,7 @@ pub fn every_representation_etag(etag: &str) -> impl Iterator<Item = String> + '
         .map(move |coding| representation_etag(etag, coding).into_owned())
 }
 
-type Store = moka::sync::Cache<(Arc<str>, Coding), Bytes>;
+type Store = moka::sync::Cache<(Arc<str>, Coding), Bytes, foldhash::fast::RandomState>;
 
 /// One store per process: a representation is a function of the body alone, so every server
 /// in the process may share it.
@@ -176,7 +176,9 @@ fn store() -> &'static Store {
             .weigher(|(etag, _): &(Arc<str>, Coding), bytes: &Bytes| {
                 u32::try_from(etag.len() + bytes.len()).unwrap_or(u32::MAX)
             })
-            .build()
+            // foldhash rather than SipHash, as the first tier's: every compressed hit hashes
+            // its ETag here.
+            .build_with_hasher(foldhash::fast::RandomState::default())
     })
 }
 

@@ -32,8 +32,11 @@
 //! ([`lease`]): before loading, a flight takes a short lease on the key in the shared cache.
 //!
 //! A batch read ([`CacheAside::read_many`], in [`batch`]) answers from many entries at once:
-//! one cache round trip for all of them, one load for all that missed, single flight per key.
+//! one cache round trip for all of them, one load for all that missed, single flight per key;
+//! [`CacheAside::read_assembled`] also keeps the joined answer for as long as the cache vouches
+//! that none of its entries changed ([`assembled`]).
 
+mod assembled;
 mod batch;
 mod breaker;
 mod entry;
@@ -48,6 +51,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use rand::Rng;
 
+use self::assembled::AssembledAnswers;
 use self::breaker::{Admission, Breaker};
 pub use self::breaker::{BreakerState, TRIAL_INTERVAL};
 pub use self::entry::etag_of;
@@ -224,6 +228,8 @@ pub struct CacheAside {
     breaker: Arc<Breaker>,
     /// The lifetime of a load lease, and the longest wait for another instance's load.
     lease_ttl: Duration,
+    /// Batch answers, reused while the cache vouches for their entries.
+    assembled: AssembledAnswers,
 }
 
 impl CacheAside {
@@ -235,6 +241,7 @@ impl CacheAside {
             flights: SingleFlight::new(),
             breaker: Arc::new(Breaker::new()),
             lease_ttl: LEASE_TTL,
+            assembled: AssembledAnswers::new(),
         }
     }
 

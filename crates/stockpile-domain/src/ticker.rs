@@ -29,13 +29,17 @@ impl Ticker {
     /// [`TickerError`] when the text is empty, too long or has a character outside the set.
     pub fn parse(raw: &str) -> Result<Self, TickerError> {
         // Characters, not bytes: a short ticker with a non-ASCII letter is refused for that
-        // letter, not as too long.
-        if !(1..=Self::MAX_LEN).contains(&raw.chars().count()) {
+        // letter, not as too long. (A character is a byte that does not continue another.)
+        let characters = raw.bytes().filter(|b| b & 0xC0 != 0x80).count();
+        if !(1..=Self::MAX_LEN).contains(&characters) {
             return Err(TickerError::Length);
         }
-        let mut chars = raw.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        // Bytes suffice from here: every byte of a non-ASCII character fails both tests.
+        let (first, rest) = raw.as_bytes().split_at(1);
+        let first_ok = first[0].is_ascii_alphanumeric();
+        let rest_ok = rest
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-');
         if !(first_ok && rest_ok) {
             return Err(TickerError::Characters);
         }

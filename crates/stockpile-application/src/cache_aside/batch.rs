@@ -31,11 +31,33 @@ use crate::cache_keys::{EntryKey, KeyFamily};
 use crate::metrics::CacheEvent;
 use crate::AppError;
 
-/// One key's part of a batch before it is known: a fresh entry, or a miss (with the expired
-/// entry that may stand in for a failing database).
+/// How a batch read loads the keys it missed: given the items of every key it loads, one body
+/// per item, in their order.
+pub trait LoadMany<K>:
+    FnOnce(Vec<K>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send
+{
+}
+
+impl<K, F> LoadMany<K> for F where
+    F: FnOnce(Vec<K>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send
+{
+}
+
+/// One key's part of a batch: a fresh entry, an answer loaded (or served stale), or a miss
+/// not yet loaded (with the expired entry that may stand in for a failing database).
 enum Part {
+    Fresh(Entry),
     Ready(CachedResponse),
     Missed(Option<Entry>),
+}
+
+/// Every key's answer, in order, and what the batch's answer is made of.
+struct Parts {
+    answers: Vec<CachedResponse>,
+    /// The cache was off or unreachable.
+    bypass: bool,
+    /// When every part was a fresh entry: the first moment one of them is no longer fresh.
+    fresh_until_ms: Option<u64>,
 }
 
 impl CacheAside {
@@ -60,10 +82,79 @@ impl CacheAside {
     ) -> Result<CachedResponse, AppError>
     where
         K: Send + 'static,
-        F: FnOnce(Vec<K>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send,
+        F: LoadMany<K>,
+        A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
+    {
+        let parts = self.read_parts(family, requests, load, now_ms()).await?;
+        combine(&parts, assemble)
+    }
+
+    /// [`CacheAside::read_many`], with the assembled answer kept under `answer_key` (which
+    /// names the requests and the assembly: the same key, the same answer) and reused while
+    /// the cache vouches that none of its entries changed ([`assembled`](super::assembled)).
+    /// `requests` is only built when the answer cannot be reused. A reused answer counts a
+    /// hit per entry, as the lookups would have.
+    ///
+    /// # Errors
+    /// As [`CacheAside::read_many`].
+    pub async fn read_assembled<K, R, F, A>(
+        &self,
+        family: KeyFamily,
+        answer_key: String,
+        requests: R,
+        load: F,
+        assemble: A,
+    ) -> Result<CachedResponse, AppError>
+    where
+        K: Send + 'static,
+        R: FnOnce() -> Vec<(EntryKey, K)>,
+        F: LoadMany<K>,
         A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
     {
         let now = now_ms();
+        // Read before the entries are, so that an invalidation during their lookup moves it.
+        let coherence = self.cache.coherence();
+        if let Some(coherence) = coherence {
+            if let Some((answer, count)) = self.assembled.reuse(&answer_key, coherence.mark, now) {
+                for _ in 0..count {
+                    self.metrics.record(family, CacheEvent::Hit);
+                }
+                return Ok(answer);
+            }
+        }
+        let parts = self.read_parts(family, requests(), load, now).await?;
+        let answer = combine(&parts, assemble)?;
+        if let (Some(coherence), Some(fresh_until_ms)) = (coherence, parts.fresh_until_ms) {
+            let unmoved = self
+                .cache
+                .coherence()
+                .is_some_and(|after| after.mark == coherence.mark);
+            if unmoved {
+                self.assembled.keep(
+                    answer_key,
+                    coherence,
+                    now,
+                    fresh_until_ms,
+                    &answer,
+                    parts.answers.len(),
+                );
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Every key's part: looked up in one round trip, the misses loaded together.
+    async fn read_parts<K, F>(
+        &self,
+        family: KeyFamily,
+        requests: Vec<(EntryKey, K)>,
+        load: F,
+        now: u64,
+    ) -> Result<Parts, AppError>
+    where
+        K: Send + 'static,
+        F: LoadMany<K>,
+    {
         let (keys, items): (Vec<EntryKey>, Vec<K>) = requests.into_iter().unzip();
         let (mut parts, bypass) = self.look_up(family, &keys, now).await;
         let missed: Vec<usize> = (0..parts.len())
@@ -105,7 +196,7 @@ impl CacheAside {
                         let expired = match std::mem::replace(&mut parts[index], Part::Missed(None))
                         {
                             Part::Missed(expired) => expired,
-                            Part::Ready(_) => None,
+                            Part::Fresh(_) | Part::Ready(_) => None,
                         };
                         expired
                             .and_then(|entry| self.stale(entry, now, &why))
@@ -116,14 +207,23 @@ impl CacheAside {
                 parts[index] = Part::Ready(answer);
             }
         }
-        let answers: Vec<CachedResponse> = parts
+        let fresh_until_ms = parts.iter().try_fold(u64::MAX, |first, part| match part {
+            Part::Fresh(entry) => Some(first.min(entry.fresh_until_ms)),
+            Part::Ready(_) | Part::Missed(_) => None,
+        });
+        let answers = parts
             .into_iter()
             .filter_map(|part| match part {
+                Part::Fresh(entry) => Some(CachedResponse::hit(entry, now)),
                 Part::Ready(answer) => Some(answer),
                 Part::Missed(_) => None,
             })
             .collect();
-        combine(&answers, bypass, assemble)
+        Ok(Parts {
+            answers,
+            bypass,
+            fresh_until_ms,
+        })
     }
 
     /// Every key's part as the cache has it, in one round trip for the entries and their
@@ -158,7 +258,7 @@ impl CacheAside {
                 match self.found(family, &key.entry, raw, generation, now) {
                     Found::Fresh(entry) => {
                         self.metrics.record(family, CacheEvent::Hit);
-                        Part::Ready(CachedResponse::hit(entry, now))
+                        Part::Fresh(entry)
                     }
                     Found::Expired(expired) => {
                         self.metrics.record(family, CacheEvent::Miss);
@@ -234,18 +334,17 @@ impl CacheAside {
 
 /// The batch's answer from every key's: the assembled body, the most telling outcome, the
 /// least max-age, the oldest age.
-fn combine<A>(
-    answers: &[CachedResponse],
-    bypass: bool,
-    assemble: A,
-) -> Result<CachedResponse, AppError>
+fn combine<A>(parts: &Parts, assemble: A) -> Result<CachedResponse, AppError>
 where
     A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
 {
+    let Parts {
+        answers, bypass, ..
+    } = parts;
     let bodies: Vec<Bytes> = answers.iter().map(|a| a.body.clone()).collect();
     let body = assemble(&bodies)?;
     let any = |outcome| answers.iter().any(|a| a.outcome == outcome);
-    let outcome = if bypass {
+    let outcome = if *bypass {
         CacheOutcome::Bypass
     } else if any(CacheOutcome::Stale) {
         CacheOutcome::Stale

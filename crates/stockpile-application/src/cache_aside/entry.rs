@@ -47,6 +47,18 @@ impl Entry {
         }
     }
 
+    /// An answer assembled at `now` from entries, kept in this process only (no generation),
+    /// fresh until the first of them stops being fresh.
+    pub(crate) fn assembled(answer: &super::CachedResponse, now: u64, fresh_until_ms: u64) -> Self {
+        Self {
+            stored_at_ms: now,
+            fresh_until_ms,
+            generation: Bytes::new(),
+            etag: Arc::clone(&answer.etag),
+            body: answer.body.clone(),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(
             ENTRY_HEADER_LEN + self.generation.len() + self.etag.len() + self.body.len(),

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::ports::{CacheBackend, CacheState, CacheStatus, MockCache, RepositoryError};
+use crate::ports::{CacheBackend, CacheState, CacheStatus, Coherence, MockCache, RepositoryError};
 
 /// A cache in a hash map, expiring nothing: enough to watch what the read path stores.
 #[derive(Default)]
@@ -17,6 +17,29 @@ struct MapCache {
     /// Lookups by key, one by one and in batches.
     gets: AtomicUsize,
     batches: AtomicUsize,
+    /// What [`Cache::coherence`] answers; `None` (the default) vouches for nothing.
+    vouching: Mutex<Option<Coherence>>,
+    /// Moves the mark at every batch lookup, as an invalidation arriving meanwhile would.
+    invalidated_during_lookups: std::sync::atomic::AtomicBool,
+}
+
+impl MapCache {
+    fn vouching_for(for_at_most: Duration) -> Self {
+        let cache = Self::default();
+        *cache.vouching.lock().unwrap() = Some(Coherence {
+            mark: 0,
+            for_at_most,
+        });
+        cache
+    }
+
+    /// What a write does here: the mark moves, then the entry changes.
+    fn rewrite(&self, key: &str, value: Bytes) {
+        if let Some(coherence) = self.vouching.lock().unwrap().as_mut() {
+            coherence.mark += 1;
+        }
+        self.entries.lock().unwrap().insert(key.to_owned(), value);
+    }
 }
 
 #[async_trait]
@@ -27,6 +50,11 @@ impl Cache for MapCache {
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
         self.batches.fetch_add(1, Ordering::SeqCst);
+        if self.invalidated_during_lookups.load(Ordering::SeqCst) {
+            if let Some(coherence) = self.vouching.lock().unwrap().as_mut() {
+                coherence.mark += 1;
+            }
+        }
         let entries = self.entries.lock().unwrap();
         Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
     }
@@ -63,6 +91,9 @@ impl Cache for MapCache {
         let n = entries.len() as u64;
         entries.clear();
         Ok(n)
+    }
+    fn coherence(&self) -> Option<Coherence> {
+        *self.vouching.lock().unwrap()
     }
     async fn status(&self) -> CacheStatus {
         CacheStatus {
@@ -720,6 +751,91 @@ fn requests(keys: &[&str]) -> Vec<(EntryKey, String)> {
 
 fn joined(bodies: &[Bytes]) -> Result<Bytes, AppError> {
     Ok(Bytes::from(bodies.join(&b","[..])))
+}
+
+/// Three batches of the same keys, read with [`CacheAside::read_assembled`]: how many asked the
+/// cache, and the answers.
+async fn three_assembled_reads(cache: Arc<MapCache>) -> (usize, Vec<CachedResponse>) {
+    let reads = aside(cache.clone());
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let load = batch_load(asked.clone(), None);
+        let answer = reads
+            .read_assembled(
+                KeyFamily::Quote,
+                "a,b".to_owned(),
+                || requests(&["a", "b"]),
+                load,
+                joined,
+            )
+            .await
+            .unwrap();
+        answers.push(answer);
+    }
+    (cache.batches.load(Ordering::SeqCst), answers)
+}
+
+#[tokio::test]
+async fn an_assembled_batch_is_reused_while_the_cache_vouches_for_its_entries() {
+    let cache = Arc::new(MapCache::vouching_for(Duration::from_secs(60)));
+    let reads = aside(cache.clone());
+    let read = || {
+        reads.read_assembled(
+            KeyFamily::Quote,
+            "a,b".to_owned(),
+            || requests(&["a", "b"]),
+            batch_load(Arc::new(Mutex::new(Vec::new())), None),
+            joined,
+        )
+    };
+    let miss = read().await.unwrap();
+    let hit = read().await.unwrap();
+    let reused = read().await.unwrap();
+    assert_eq!(
+        [miss.outcome, hit.outcome, reused.outcome],
+        [CacheOutcome::Miss, CacheOutcome::Hit, CacheOutcome::Hit]
+    );
+    assert_eq!(
+        cache.batches.load(Ordering::SeqCst),
+        2,
+        "the third read asked the cache"
+    );
+    assert_eq!((&reused.body, &reused.etag), (&hit.body, &hit.etag));
+    assert!(reused.max_age > 0 && reused.max_age <= hit.max_age);
+    assert_eq!(
+        reads.metrics().count(KeyFamily::Quote, CacheEvent::Hit),
+        4,
+        "a reused answer counts a hit per entry"
+    );
+
+    // A write moves the mark: the next read looks its entries up again and sees the new one.
+    let entry = Entry::decode(cache.entries.lock().unwrap()["a"].clone()).unwrap();
+    let rewritten = Entry::new(Bytes::from_static(b"A"), 60_000, entry.generation);
+    cache.rewrite("a", rewritten.encode());
+    let after = read().await.unwrap();
+    assert_eq!(&after.body[..], b"A,b");
+    assert_eq!(cache.batches.load(Ordering::SeqCst), 3);
+    assert_eq!(&read().await.unwrap().body[..], b"A,b");
+    assert_eq!(cache.batches.load(Ordering::SeqCst), 3, "reused again");
+}
+
+#[tokio::test]
+async fn an_assembled_batch_is_looked_up_again_when_the_cache_cannot_vouch_for_it() {
+    let (silent, _) = three_assembled_reads(Arc::new(MapCache::default())).await;
+    assert_eq!(silent, 3, "a cache that vouches for nothing");
+
+    let (no_window, _) =
+        three_assembled_reads(Arc::new(MapCache::vouching_for(Duration::ZERO))).await;
+    assert_eq!(no_window, 3, "a cache whose word lasts no time");
+
+    let moving = Arc::new(MapCache::vouching_for(Duration::from_secs(60)));
+    moving
+        .invalidated_during_lookups
+        .store(true, Ordering::SeqCst);
+    let (moved, answers) = three_assembled_reads(moving).await;
+    assert_eq!(moved, 3, "the mark moved while the entries were read");
+    assert!(answers.iter().all(|a| &a.body[..] == b"a,b"));
 }
 
 #[tokio::test]

@@ -72,6 +72,19 @@ pub enum RedisTopology {
     Cluster,
 }
 
+/// A cache's word that what it answers has not changed since it gave this mark, but by
+/// expiry, for at most `for_at_most` after the mark was read: every invalidation the process
+/// applies, its own writes' and (through the first tier's invalidation channel) every other
+/// instance's, moves the mark first. Lets a caller reuse an answer it assembled from several
+/// entries without looking each one up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coherence {
+    pub mark: u64,
+    /// How long an answer read under the mark may be reused while the mark stands: as long
+    /// as the cache itself would keep serving an entry from this process's memory.
+    pub for_at_most: Duration,
+}
+
 /// Why a cache operation did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
@@ -182,6 +195,13 @@ pub trait Cache: Send + Sync {
     /// default, for a cache private to one process, has nothing to give up.
     async fn release_lease(&self, _key: &str) -> Result<(), CacheError> {
         Ok(())
+    }
+
+    /// The mark under which answers read now may be reused, when this cache can vouch for
+    /// one; `None` (the default) when it cannot, as a Redis shared with other instances cannot
+    /// without a first tier that hears their invalidations. Costs no more than an atomic read.
+    fn coherence(&self) -> Option<Coherence> {
+        None
     }
 
     /// Where the cache stands now.

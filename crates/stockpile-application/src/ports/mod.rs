@@ -8,7 +8,7 @@ mod repository;
 #[cfg(any(test, feature = "mocks"))]
 pub use cache::MockCache;
 pub use cache::{
-    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus, RedisTopology,
+    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus, Coherence, RedisTopology,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use quote_events::MockQuoteEvents;

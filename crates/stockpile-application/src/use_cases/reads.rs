@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::NaiveDate;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use stockpile_domain::{
     aggregate_bars, HistoryRange, HistoryRangeError, Interval, ListQuery, MoverMetric, Percent,
@@ -15,7 +16,7 @@ use stockpile_domain::{
 
 use crate::cache_aside::CachedResponse;
 use crate::cache_keys::{
-    detail_key, history_key, leaderboard_key, list_key, quote_key, top_key, KeyFamily,
+    detail_key, history_key, leaderboard_key, list_key, quote_key, top_key, EntryKey, KeyFamily,
 };
 use crate::ports::{PeriodReturnRecord, StockRecord};
 use crate::service::Stockpile;
@@ -190,8 +191,22 @@ impl StockReads for Stockpile {
 
     async fn quotes(&self, tickers: Vec<Ticker>) -> Result<CachedResponse, AppError> {
         check_quote_tickers(&tickers)?;
-        let names: Vec<String> = tickers.iter().map(ToString::to_string).collect();
-        self.read_quotes(tickers, |bodies| assemble_quotes(&names, bodies))
+        // The tickers in their order name the answer: the same tickers, the same body.
+        let mut answer_key = String::with_capacity(tickers.len() * 6);
+        for ticker in &tickers {
+            if !answer_key.is_empty() {
+                answer_key.push(',');
+            }
+            answer_key.push_str(ticker.as_str());
+        }
+        self.cache_aside
+            .read_assembled(
+                KeyFamily::Quote,
+                answer_key,
+                || quote_requests(&tickers),
+                self.quote_loader(),
+                |bodies| assemble_quotes(&tickers, bodies),
+            )
             .await
     }
 }
@@ -211,32 +226,18 @@ pub(crate) fn check_quote_tickers(tickers: &[Ticker]) -> Result<(), AppError> {
 }
 
 impl Stockpile {
-    /// The quote entries of `tickers` (one cache round trip, one load for those that
-    /// missed), joined by `assemble`.
-    async fn read_quotes<A>(
+    /// The load of the quote entries of the tickers that missed, in one database query.
+    fn quote_loader(
         &self,
-        tickers: Vec<Ticker>,
-        assemble: A,
-    ) -> Result<CachedResponse, AppError>
-    where
-        A: FnOnce(&[Bytes]) -> Result<Bytes, AppError>,
-    {
-        let requests = tickers.into_iter().map(|t| (quote_key(&t), t)).collect();
+    ) -> impl FnOnce(Vec<Ticker>) -> BoxFuture<'static, Result<Vec<Bytes>, AppError>> + Send {
         let repository = Arc::clone(&self.repository);
-        self.cache_aside
-            .read_many(
-                KeyFamily::Quote,
-                requests,
-                move |tickers| {
-                    async move {
-                        let found = repository.summaries(&tickers).await?;
-                        quote_bodies(&tickers, found)
-                    }
-                    .boxed()
-                },
-                assemble,
-            )
-            .await
+        move |tickers| {
+            async move {
+                let found = repository.summaries(&tickers).await?;
+                quote_bodies(&tickers, found)
+            }
+            .boxed()
+        }
     }
 
     /// Each ticker's `StockSummary` body as its quote entry holds it, in order; `None` for a
@@ -246,17 +247,28 @@ impl Stockpile {
         tickers: Vec<Ticker>,
     ) -> Result<Vec<Option<Bytes>>, AppError> {
         let mut summaries = Vec::new();
-        self.read_quotes(tickers, |bodies| {
-            summaries = bodies
-                .iter()
-                .map(|body| (body.as_ref() != NO_STOCK).then(|| body.clone()))
-                .collect();
-            // The joined body is not wanted: each entry is.
-            Ok(Bytes::new())
-        })
-        .await?;
+        self.cache_aside
+            .read_many(
+                KeyFamily::Quote,
+                quote_requests(&tickers),
+                self.quote_loader(),
+                |bodies| {
+                    summaries = bodies
+                        .iter()
+                        .map(|body| (body.as_ref() != NO_STOCK).then(|| body.clone()))
+                        .collect();
+                    // The joined body is not wanted: each entry is.
+                    Ok(Bytes::new())
+                },
+            )
+            .await?;
         Ok(summaries)
     }
+}
+
+/// Each ticker's quote entry key, with the ticker its load needs.
+fn quote_requests(tickers: &[Ticker]) -> Vec<(EntryKey, Ticker)> {
+    tickers.iter().map(|t| (quote_key(t), t.clone())).collect()
 }
 
 /// One entry body per ticker, in order: its summary, or [`NO_STOCK`].
@@ -274,14 +286,14 @@ fn quote_bodies(tickers: &[Ticker], found: Vec<StockRecord>) -> Result<Vec<Bytes
 
 /// The [`crate::views::QuoteBatch`] body from the tickers' entry bodies, joined as they are
 /// (a hit serialises nothing again).
-fn assemble_quotes(tickers: &[String], bodies: &[Bytes]) -> Result<Bytes, AppError> {
+fn assemble_quotes(tickers: &[Ticker], bodies: &[Bytes]) -> Result<Bytes, AppError> {
     let mut missing = Vec::new();
     let mut out = BytesMut::with_capacity(bodies.iter().map(Bytes::len).sum::<usize>() + 32);
     out.put_slice(b"{\"items\":[");
     let mut first = true;
     for (ticker, body) in tickers.iter().zip(bodies) {
         if body.as_ref() == NO_STOCK {
-            missing.push(ticker);
+            missing.push(ticker.as_str());
             continue;
         }
         if !first {
@@ -357,7 +369,7 @@ mod tests {
             volume: Some(3),
             as_of: None,
         };
-        let tickers = ["AAPL", "ZZZZ", "MSFT", "QQQQ"].map(String::from);
+        let tickers = ["AAPL", "ZZZZ", "MSFT", "QQQQ"].map(|t| Ticker::parse(t).unwrap());
         let bodies = [
             json_body(&summary("AAPL")).unwrap(),
             Bytes::from_static(NO_STOCK),

@@ -85,6 +85,8 @@ fn recording_cache(invalidated: Arc<Mutex<Vec<String>>>) -> MockCache {
         write.lock().unwrap().insert(k.to_owned(), v);
         Ok(())
     });
+    // Vouches for nothing, so every batch of quotes looks its entries up.
+    cache.expect_coherence().return_const(None);
     // One process alone: the load lease is always granted.
     cache.expect_try_lease().returning(|_, _| Ok(true));
     cache.expect_release_lease().returning(|_| Ok(()));
@@ -508,6 +510,7 @@ async fn quotes_bypass_a_disabled_cache_and_refuse_an_empty_or_oversized_batch()
         .expect_get_many()
         .times(1)
         .returning(|_| Err(CacheError::Disabled));
+    cache.expect_coherence().return_const(None);
     cache.expect_put().never();
     let service = service(repository, cache);
     let answer = service.quotes(vec![ticker("AAPL")]).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use stockpile_application::ports::{
-    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus,
+    Cache, CacheBackend, CacheError, CacheFaults, CacheState, CacheStatus, Coherence,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -366,6 +366,16 @@ impl Cache for FallbackCache {
                 .map_err(|e| shared.suspect(&e));
         }
         shared.memory().get_many(keys).await
+    }
+
+    /// Only while Redis serves with its first tier: memory standing in hears nothing of the
+    /// other instances' writes.
+    fn coherence(&self) -> Option<Coherence> {
+        let shared = &self.shared;
+        shared
+            .on_redis()
+            .then(|| shared.tiers.coherence())
+            .flatten()
     }
 
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {

@@ -1,13 +1,17 @@
 //! The in-process cache: the backend of `CACHE_BACKEND=memory`, and the stand-in for Redis
 //! while it is unreachable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::sync::Cache as Moka;
 use moka::Expiry;
-use stockpile_application::ports::{Cache, CacheBackend, CacheError, CacheState, CacheStatus};
+use stockpile_application::ports::{
+    Cache, CacheBackend, CacheError, CacheState, CacheStatus, Coherence,
+};
 
 use super::glob::Glob;
 use super::LONGEST_TTL;
@@ -52,6 +56,8 @@ pub struct MemoryCache {
     /// Redis: other instances cannot reach this memory to invalidate it, so its entries must
     /// go stale quickly (`CACHE_LOCAL_TTL`).
     max_ttl: Option<Duration>,
+    /// Moved before every removal, found or not: the mark of [`Cache::coherence`].
+    removals: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryCache {
@@ -85,6 +91,7 @@ impl MemoryCache {
             entries,
             key_prefix: key_prefix.into(),
             max_ttl: None,
+            removals: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -100,16 +107,29 @@ impl MemoryCache {
         self.max_ttl.is_some_and(|cap| cap.is_zero())
     }
 
+    /// The longest an entry lives here.
+    pub(crate) fn longest_life(&self) -> Duration {
+        self.max_ttl.map_or(LONGEST_TTL, |cap| cap.min(LONGEST_TTL))
+    }
+
     /// Drops every entry without counting them; for switching between backends, where the
     /// count does not matter and waiting for one would hold up the switch.
     pub(crate) fn clear_now(&self) {
+        self.removing();
         self.entries.invalidate_all();
     }
 
     /// Drops one entry without counting it; for the first tier, whose invalidations only
     /// need the entry gone.
     pub(crate) fn forget(&self, key: &str) {
+        self.removing();
         self.entries.invalidate(key);
+    }
+
+    /// Moves the mark before a removal, so that a reader who read the mark before the removal
+    /// sees it moved once the removal is done.
+    fn removing(&self) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Removes the keys, counting those that held a live entry.
@@ -161,10 +181,12 @@ impl Cache for MemoryCache {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        self.removing();
         Ok(self.remove_live(key))
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        self.removing();
         let glob = Glob::new(pattern);
         // Collected first: removing while iterating would skip or revisit entries.
         let keys = self
@@ -177,12 +199,22 @@ impl Cache for MemoryCache {
     }
 
     async fn clear(&self) -> Result<u64, CacheError> {
+        self.removing();
         let keys = self
             .entries
             .iter()
             .map(|(key, _)| key.as_ref().clone())
             .collect();
         Ok(self.remove_all(keys))
+    }
+
+    /// Only removals change what a fresh entry answers here: an entry is stored anew only
+    /// after it expired or was removed (a write removes its generations first).
+    fn coherence(&self) -> Option<Coherence> {
+        (!self.keeps_nothing()).then(|| Coherence {
+            mark: self.removals.load(Ordering::SeqCst),
+            for_at_most: self.longest_life(),
+        })
     }
 
     async fn status(&self) -> CacheStatus {

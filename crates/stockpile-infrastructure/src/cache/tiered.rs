@@ -38,7 +38,7 @@ use std::time::Duration;
 use bb8_redis::redis::aio::PubSub;
 use bytes::Bytes;
 use futures::StreamExt;
-use stockpile_application::ports::{Cache, CacheError};
+use stockpile_application::ports::{Cache, CacheError, Coherence};
 
 use super::acknowledgements::Acknowledgements;
 use super::invalidation::{Invalidation, Message};
@@ -296,6 +296,17 @@ impl TwoTier {
 
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// While the first tier serves, the epoch vouches for Redis too: every invalidation of
+    /// Redis, this instance's or another's, is applied to memory here, moving the epoch,
+    /// before the write that made it is answered. Without the first tier nothing here hears
+    /// of other instances' writes.
+    pub(super) fn coherence(&self) -> Option<Coherence> {
+        self.first_tier().then(|| Coherence {
+            mark: self.epoch(),
+            for_at_most: self.memory.longest_life(),
+        })
     }
 
     /// Moves the epoch; called before every invalidation of memory.

@@ -39,6 +39,22 @@ async fn a_write_on_one_instance_is_read_on_the_other_right_after() {
     assert_eq!(second.headers()["x-cache"], "HIT");
     let old: serde_json::Value = second.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(old["name"], "Apple Renamed");
+    // A watchlist on B: read, then assembled from its memory, then that assembled answer
+    // reused (its entries vouched for by B's first tier, until an invalidation reaches it).
+    let listed = b.json("/api/stocks?page_size=2&sort=ticker").await;
+    let other = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["ticker"].as_str().unwrap())
+        .find(|ticker| *ticker != "AAPL")
+        .unwrap()
+        .to_owned();
+    let watchlist = &format!("/api/quotes?tickers={other},AAPL");
+    assert_eq!(b.get(watchlist).await.status(), 200);
+    for _ in 0..2 {
+        assert_eq!(b.get(watchlist).await.headers()["x-cache"], "HIT");
+    }
 
     let renamed = a
         .admin(Method::PUT, "/api/stocks/AAPL")
@@ -48,8 +64,10 @@ async fn a_write_on_one_instance_is_read_on_the_other_right_after() {
         .unwrap_or_else(|e| panic!("PUT: {e}"));
     assert_eq!(renamed.status(), 200);
 
-    // Right after: B's memory has forgotten the entry, and B reads the new name.
+    // Right after: B's memory has forgotten the entry, and B reads the new name, alone and
+    // in the watchlist.
     assert_eq!(b.json("/api/stocks/AAPL").await["name"], "Apple Renamed");
+    assert_eq!(b.json(watchlist).await["items"][1]["name"], "Apple Renamed");
     assert_eq!(a.json("/api/stocks/AAPL").await["name"], "Apple Renamed");
 
     // Nothing left behind in the shared Redis.

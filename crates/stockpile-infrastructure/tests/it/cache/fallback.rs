@@ -212,6 +212,11 @@ async fn a_black_holed_redis_costs_one_timeout_per_operation_and_switches_to_mem
 
     let cache = promptly("startup", fallback_on(&hole.url())).await;
     assert_eq!(backend(&cache).await, CacheState::FallenBack);
+    assert_eq!(
+        cache.coherence(),
+        None,
+        "memory standing in hears nothing of the other instances' writes"
+    );
     promptly("put", cache.put("k", Bytes::from("v"), hour))
         .await
         .expect("stored in memory");

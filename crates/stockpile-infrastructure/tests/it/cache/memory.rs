@@ -139,3 +139,48 @@ async fn the_lease_is_always_granted_since_memory_serves_one_process() {
     assert_eq!(cache.release_lease("k").await, Ok(()));
     assert!(!has(&cache, "k").await);
 }
+
+/// As the only cache (`CACHE_BACKEND=memory`) it vouches for what it answers until something
+/// is removed, which every write does first.
+#[tokio::test]
+async fn its_mark_moves_at_every_removal_and_only_then() {
+    let cache = cache();
+    let mark = || cache.coherence().expect("memory vouches for itself").mark;
+    let first = mark();
+    put(&cache, "stocks:detail:AAPL", Duration::from_secs(60)).await;
+    put(&cache, "stocks:list:1", Duration::from_secs(60)).await;
+    assert_eq!(mark(), first, "a put changes no fresh answer");
+    let mut marks = vec![first];
+    assert!(cache.delete("stocks:detail:AAPL").await.expect("removed"));
+    marks.push(mark());
+    cache.delete("absent").await.expect("answered");
+    marks.push(mark());
+    cache.delete_matching("stocks:*").await.expect("removed");
+    marks.push(mark());
+    cache.clear().await.expect("cleared");
+    marks.push(mark());
+    assert!(
+        marks.windows(2).all(|pair| pair[0] != pair[1]),
+        "a removal left the mark: {marks:?}"
+    );
+    assert!(
+        cache
+            .coherence()
+            .is_some_and(|c| c.for_at_most > Duration::from_secs(86_400)),
+        "no cap of its own: as long as its entries live"
+    );
+    let capped = cache_with_cap(Duration::from_secs(5));
+    assert_eq!(
+        capped.coherence().map(|c| c.for_at_most),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        cache_with_cap(Duration::ZERO).coherence(),
+        None,
+        "it keeps nothing"
+    );
+}
+
+fn cache_with_cap(cap: Duration) -> MemoryCache {
+    cache().with_max_ttl(cap)
+}

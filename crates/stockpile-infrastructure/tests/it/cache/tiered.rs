@@ -222,6 +222,11 @@ async fn a_local_ttl_of_zero_switches_the_first_tier_off() {
         cache.status().await.state,
         CacheState::Serving(CacheBackend::Redis)
     );
+    assert_eq!(
+        cache.coherence(),
+        None,
+        "without a first tier nothing here hears the other instances' writes"
+    );
 
     drop(cache);
     redis.cleanup().await;
@@ -239,6 +244,7 @@ async fn a_killed_subscription_is_restored_and_clears_the_first_tier() {
     let a = tiered(&url, prefix, HOUR).await;
     let b = tiered(&url, prefix, HOUR).await;
     assert!(served_from_memory(&a, &mut conn, prefix, "stocks:detail:AAPL").await);
+    let vouched = a.coherence().map(|c| c.mark);
 
     let killed: u64 = redis::cmd("CLIENT")
         .arg("KILL")
@@ -260,6 +266,12 @@ async fn a_killed_subscription_is_restored_and_clears_the_first_tier() {
         a.status().await.state,
         CacheState::Serving(CacheBackend::Redis),
         "Redis itself still serves"
+    );
+    assert!(vouched.is_some());
+    assert_ne!(
+        a.coherence().map(|c| c.mark),
+        vouched,
+        "an answer read before the subscription dropped was vouched for after it"
     );
 
     // It subscribes again by itself, and then serves from memory and hears B again.
@@ -383,6 +395,13 @@ async fn an_invalidation_answers_only_once_the_other_first_tiers_forgot() {
             Some("old"),
             "{kind}: B fills its memory"
         );
+        let before = b
+            .coherence()
+            .expect("B's first tier vouches for what it answers");
+        assert_eq!(
+            before.for_at_most, HOUR,
+            "as long as its memory keeps an entry"
+        );
         let removed = match kind {
             "delete" => a.delete(key).await.map(u64::from),
             "delete_matching" => a.delete_matching("stocks:detail:*").await,
@@ -393,6 +412,12 @@ async fn an_invalidation_answers_only_once_the_other_first_tiers_forgot() {
             text(&b, key).await,
             None,
             "{kind}: B served the older entry after A's invalidation answered"
+        );
+        // What B's batch answers rely on to be reused: the mark moved before A answered.
+        assert_ne!(
+            b.coherence().map(|after| after.mark),
+            Some(before.mark),
+            "{kind}: B's mark stood after A's invalidation answered"
         );
     }
     let faults = a.status().await.faults;
