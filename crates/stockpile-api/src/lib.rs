@@ -165,31 +165,39 @@ fn with_routes(
     }))
 }
 
-/// `/api/stocks/top`: the top movers. `top` is a route, not a ticker, yet its segment is
-/// matched as `{ticker}` so that PUT and DELETE reach the writes' own handlers, which
-/// authenticate as every write does and then refuse the route word as a ticker (400, API.md).
-/// They never succeed there, so `Allow` lists GET and HEAD only.
+/// `/api/stocks/top`: the top movers, a fixed path (matched without the regular expression a
+/// `{ticker}` segment costs). PUT and DELETE are answered as the writes under `{ticker}` answer
+/// the route word: authenticated, then refused (400, API.md). They never succeed there, so
+/// `Allow` lists GET and HEAD only.
 fn top_movers() -> Resource {
-    const PATH: &str = "/api/stocks/top";
-    let resource =
-        web::resource("/api/stocks/{ticker:top}").app_data(middleware::RouteTemplate(PATH));
     with_routes(
-        resource,
+        labelled("/api/stocks/top"),
         vec![(Method::GET, web::to(reads::top_movers))],
         vec![
-            (Method::PUT, web::to(writes::put_stock)),
-            (Method::DELETE, web::to(writes::delete_stock)),
+            (Method::PUT, web::to(writes::refuse_top)),
+            (Method::DELETE, web::to(writes::refuse_top)),
         ],
     )
 }
 
-/// Registers every route. Fixed paths come before `/api/stocks/{ticker}` so that `top` and
-/// `leaderboard` are routes, not tickers.
+/// Registers every route. actix tries them in this order, each costing a match: the hottest
+/// first (`/health` for the load balancers' probes, then a stock's detail, the dashboards'
+/// most frequent read); `/api/stocks/top` comes before `/api/stocks/{ticker}` so that `top` is
+/// a route, not a ticker (`leaderboard/top` has two segments and cannot be taken for one).
 fn routes(cfg: &mut web::ServiceConfig) {
     use Method as M;
     let get_only = |path, route| resource(path, vec![(M::GET, route)]);
     let docs = web::Data::new(Documentation::new());
     cfg.service(get_only("/health", web::to(operations::health)))
+        .service(top_movers())
+        .service(resource(
+            "/api/stocks/{ticker}",
+            vec![
+                (M::GET, web::to(reads::stock_detail)),
+                (M::PUT, web::to(writes::put_stock)),
+                (M::DELETE, web::to(writes::delete_stock)),
+            ],
+        ))
         .service(get_only("/health/ready", web::to(operations::ready)))
         .service(get_only("/metrics", web::to(operations::metrics)))
         .service(get_only("/api/stocks", web::to(reads::list_stocks)))
@@ -202,18 +210,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/api/stocks/",
             web::to(reads::list_stocks_trailing_slash),
         ))
-        .service(top_movers())
         .service(get_only(
             "/api/stocks/leaderboard/top",
             web::to(reads::leaderboard),
-        ))
-        .service(resource(
-            "/api/stocks/{ticker}",
-            vec![
-                (M::GET, web::to(reads::stock_detail)),
-                (M::PUT, web::to(writes::put_stock)),
-                (M::DELETE, web::to(writes::delete_stock)),
-            ],
         ))
         .service(get_only(
             "/api/stocks/{ticker}/history",

@@ -28,12 +28,22 @@ pub struct UpsertedBars {
 fn writable_ticker(req: &HttpRequest) -> Result<Ticker, ApiError> {
     let ticker = parse_ticker(req.match_info().query("ticker"))?;
     if ticker.is_reserved() {
-        return Err(ApiError::invalid(
-            "ticker",
-            format!("'{ticker}' is a route word under /api/stocks/, not a ticker"),
-        ));
+        return Err(route_word(&ticker));
     }
     Ok(ticker)
+}
+
+fn route_word(word: &dyn std::fmt::Display) -> ApiError {
+    ApiError::invalid(
+        "ticker",
+        format!("'{word}' is a route word under /api/stocks/, not a ticker"),
+    )
+}
+
+/// `PUT` and `DELETE` on `/api/stocks/top`, a route of its own: authenticated as every write
+/// is, then refused as the other spellings of the route word are under `{ticker}`.
+pub async fn refuse_top(_admin: Admin) -> Result<HttpResponse, ApiError> {
+    Err(route_word(&"TOP"))
 }
 
 /// Creates or replaces a stock's profile.
