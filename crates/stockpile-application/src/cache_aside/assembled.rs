@@ -26,20 +26,39 @@ struct Assembled {
     parts: usize,
 }
 
+/// An answer weighs its key's and its body's bytes.
+#[derive(Clone, Copy)]
+struct Bytesize;
+
+impl quick_cache::Weighter<String, Assembled> for Bytesize {
+    fn weight(&self, key: &String, kept: &Assembled) -> u64 {
+        u64::try_from(key.len() + kept.entry.body.len()).unwrap_or(u64::MAX)
+    }
+}
+
 /// The kept answers, bounded by bytes.
 pub(super) struct AssembledAnswers {
-    answers: moka::sync::Cache<String, Assembled, foldhash::fast::RandomState>,
+    answers: quick_cache::sync::Cache<
+        String,
+        Assembled,
+        Bytesize,
+        foldhash::fast::RandomState,
+        quick_cache::sync::DefaultLifecycle<String, Assembled>,
+    >,
 }
 
 impl AssembledAnswers {
     pub(super) fn new() -> Self {
+        // A 30-ticker answer is about 7 KB.
+        const TYPICAL_BYTES: u64 = 8 * 1024;
         Self {
-            answers: moka::sync::Cache::builder()
-                .max_capacity(KEPT_BYTES)
-                .weigher(|key: &String, kept: &Assembled| {
-                    u32::try_from(key.len() + kept.entry.body.len()).unwrap_or(u32::MAX)
-                })
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            answers: quick_cache::sync::Cache::with(
+                usize::try_from(KEPT_BYTES / TYPICAL_BYTES).unwrap_or(usize::MAX),
+                KEPT_BYTES,
+                Bytesize,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use moka::sync::Cache as Moka;
-use moka::Expiry;
+use quick_cache::sync::{Cache as Store, DefaultLifecycle};
+use quick_cache::Weighter;
 use stockpile_application::ports::{
     Cache, CacheBackend, CacheError, CacheState, CacheStatus, Coherence,
 };
@@ -20,29 +20,33 @@ use super::LONGEST_TTL;
 #[derive(Debug, Clone)]
 struct Entry {
     value: Bytes,
-    /// Kept beside the value because moka hands back an expired entry on `remove` until its
-    /// housekeeping has run; `delete` must not count such an entry as removed.
+    /// The store evicts by weight only: an entry past this moment is not served, and goes
+    /// when it is evicted or replaced.
     expires_at: Instant,
 }
 
-/// Gives each entry its own lifetime, fixed when it is stored.
-struct UntilExpiry;
-
-impl Expiry<String, Entry> for UntilExpiry {
-    fn expire_after_create(&self, _key: &String, entry: &Entry, now: Instant) -> Option<Duration> {
-        Some(entry.expires_at.saturating_duration_since(now))
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        entry: &Entry,
-        now: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.expires_at.saturating_duration_since(now))
+impl Entry {
+    fn live_at(&self, now: Instant) -> bool {
+        self.expires_at > now
     }
 }
+
+/// An entry weighs its key's and its value's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Bytesize;
+
+impl Weighter<String, Entry> for Bytesize {
+    fn weight(&self, key: &String, entry: &Entry) -> u64 {
+        u64::try_from(key.len() + entry.value.len()).unwrap_or(u64::MAX)
+    }
+}
+
+type Entries =
+    Store<String, Entry, Bytesize, foldhash::fast::RandomState, DefaultLifecycle<String, Entry>>;
+
+/// What an entry weighs on average, for sizing the store's tables: a detail is half a
+/// kilobyte, a history tens of kilobytes.
+const TYPICAL_ENTRY_BYTES: u64 = 2 * 1024;
 
 /// A cache in this process's memory, bounded by bytes, with a lifetime per entry.
 ///
@@ -50,7 +54,7 @@ impl Expiry<String, Entry> for UntilExpiry {
 /// other application's keys can be in it. The prefix is only reported in the status.
 #[derive(Clone)]
 pub struct MemoryCache {
-    entries: Moka<String, Entry, foldhash::fast::RandomState>,
+    entries: Arc<Entries>,
     key_prefix: String,
     /// The longest any entry lives, whatever the caller asks. Set when memory stands in for
     /// Redis: other instances cannot reach this memory to invalidate it, so its entries must
@@ -65,7 +69,7 @@ impl std::fmt::Debug for MemoryCache {
         f.debug_struct("MemoryCache")
             .field("key_prefix", &self.key_prefix)
             .field("max_ttl", &self.max_ttl)
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .finish_non_exhaustive()
     }
 }
@@ -77,16 +81,21 @@ impl MemoryCache {
     /// A cache holding at most `max_bytes` of keys and values; the least valuable entries are
     /// evicted beyond that.
     pub fn new(key_prefix: impl Into<String>, max_bytes: u64) -> Self {
-        let entries = Moka::builder()
-            .max_capacity(max_bytes)
-            .weigher(|key: &String, entry: &Entry| {
-                u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
-            })
-            .expire_after(UntilExpiry)
-            // foldhash rather than std's SipHash: hashing the key was a fifth of a lookup's
-            // cost in the hit path's profile. Its seed is random per process, so clients
-            // cannot choose keys that collide.
-            .build_with_hasher(foldhash::fast::RandomState::default());
+        // quick_cache rather than moka: a read there is a hash, a shard's read lock and a
+        // probe, where moka's also logged the read for its housekeeping, which was a third of
+        // a first-tier hit's lookup in the profile. foldhash rather than std's SipHash:
+        // hashing the key was a fifth of a lookup's cost. Its seed is random per process, so
+        // clients cannot choose keys that collide.
+        let estimated_entries = usize::try_from(max_bytes / TYPICAL_ENTRY_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let entries = Arc::new(Entries::with(
+            estimated_entries,
+            max_bytes,
+            Bytesize,
+            foldhash::fast::RandomState::default(),
+            DefaultLifecycle::default(),
+        ));
         Self {
             entries,
             key_prefix: key_prefix.into(),
@@ -116,14 +125,14 @@ impl MemoryCache {
     /// count does not matter and waiting for one would hold up the switch.
     pub(crate) fn clear_now(&self) {
         self.removing();
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Drops one entry without counting it; for the first tier, whose invalidations only
     /// need the entry gone.
     pub(crate) fn forget(&self, key: &str) {
         self.removing();
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     /// Moves the mark before a removal, so that a reader who read the mark before the removal
@@ -144,29 +153,37 @@ impl MemoryCache {
     }
 
     fn remove_live(&self, key: &str) -> bool {
-        // `remove` also hands back an entry that `invalidate_all` (`clear_now`) dropped but
-        // moka's housekeeping has not yet removed; `contains_key` knows it is gone.
-        let live = self.entries.contains_key(key);
         self.entries
             .remove(key)
-            .is_some_and(|entry| live && entry.expires_at > Instant::now())
+            .is_some_and(|(_, entry)| entry.live_at(Instant::now()))
+    }
+
+    /// The value under `key` while it lives at `now`.
+    fn live(&self, key: &str, now: Instant) -> Option<Bytes> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.live_at(now))
+            .map(|entry| entry.value)
+    }
+
+    /// Every key held, live or not; collected first, since removing while iterating would
+    /// skip or revisit entries.
+    fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries.iter().map(|(key, _)| key)
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        Ok(self.entries.get(key).map(|entry| entry.value))
+        Ok(self.live(key, Instant::now()))
     }
 
     /// Each key straight from the map: every first-tier hit asks for two keys (the entry and
     /// its generation), and going through [`Cache::get`] boxed a future per key.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheError> {
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(self.entries.get(key).map(|entry| entry.value));
-        }
-        Ok(values)
+        let now = Instant::now();
+        Ok(keys.iter().map(|key| self.live(key, now)).collect())
     }
 
     async fn put(&self, key: &str, value: Bytes, retain_for: Duration) -> Result<(), CacheError> {
@@ -188,23 +205,13 @@ impl Cache for MemoryCache {
     async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
         self.removing();
         let glob = Glob::new(pattern);
-        // Collected first: removing while iterating would skip or revisit entries.
-        let keys = self
-            .entries
-            .iter()
-            .filter(|(key, _)| glob.matches(key))
-            .map(|(key, _)| key.as_ref().clone())
-            .collect();
+        let keys = self.keys().filter(|key| glob.matches(key)).collect();
         Ok(self.remove_all(keys))
     }
 
     async fn clear(&self) -> Result<u64, CacheError> {
         self.removing();
-        let keys = self
-            .entries
-            .iter()
-            .map(|(key, _)| key.as_ref().clone())
-            .collect();
+        let keys = self.keys().collect();
         Ok(self.remove_all(keys))
     }
 
@@ -243,9 +250,6 @@ mod tests {
                 .await
                 .expect("accepted");
         }
-        // moka evicts in batches (every 64 writes or reads): until its housekeeping has run, the
-        // last writes are held beyond the bound.
-        cache.entries.run_pending_tasks();
         let mut held = 0;
         for key in &keys {
             if cache.get(key).await.expect("answers").is_some() {
