@@ -303,6 +303,9 @@ fn failover() -> Result<Failover, String> {
     let dir = TempDir::new("bench-sentinel")?;
     let mut primary = PrivateRedis::start()?;
     let primary_port = primary.port().to_string();
+    // A replica writes the RDB it syncs from into its directory: the run's own, not the
+    // current one (a dump.rdb was once committed from there).
+    let dir_text = dir.path().display().to_string();
     let replica = PrivateRedis::start_on(
         spare_port()?,
         &[
@@ -310,6 +313,8 @@ fn failover() -> Result<Failover, String> {
             "",
             "--appendonly",
             "no",
+            "--dir",
+            &dir_text,
             "--replicaof",
             "127.0.0.1",
             &primary_port,
