@@ -347,7 +347,7 @@ impl CacheAside {
     ) -> Found {
         match raw.map(Entry::decode) {
             Some(Some(entry)) if !entry.is_current(generation.as_ref()) => Found::Nothing,
-            Some(Some(entry)) if entry.fresh_until_ms > now => Found::Fresh(entry),
+            Some(Some(entry)) if entry.is_fresh_at(now) => Found::Fresh(entry),
             Some(Some(expired)) => Found::Expired(expired),
             Some(None) => {
                 tracing::warn!(

@@ -67,7 +67,7 @@ impl AssembledAnswers {
     pub(super) fn reuse(&self, key: &str, mark: u64, now: u64) -> Option<(CachedResponse, usize)> {
         let kept = self.answers.get(key)?;
         let reusable =
-            kept.mark == mark && now < kept.reusable_until_ms && kept.entry.fresh_until_ms > now;
+            kept.mark == mark && now < kept.reusable_until_ms && kept.entry.is_fresh_at(now);
         reusable.then(|| (CachedResponse::hit(kept.entry, now), kept.parts))
     }
 

@@ -116,6 +116,11 @@ impl Entry {
         !self.generation.is_empty() && generation == Some(&self.generation)
     }
 
+    /// Whether it may still be served as fresh at `now`.
+    pub(crate) fn is_fresh_at(&self, now: u64) -> bool {
+        self.fresh_until_ms > now
+    }
+
     /// The entry `raw` holds when it is still fresh and current under `generation`, with its
     /// milliseconds left.
     pub(crate) fn fresh(raw: Option<Bytes>, generation: Option<&Bytes>) -> Option<(Self, u64)> {
